@@ -1,0 +1,56 @@
+"""Options of train.py (one training phase)."""
+from __future__ import annotations
+
+import argparse
+
+from options.base_options import BaseOptions
+
+
+class TrainOptions(BaseOptions):
+    """Optimisation, schedule, loss weights and logging frequencies.
+
+    Frequencies are counted in images, as in the original; an event fires whenever the image
+    count crosses a multiple of its frequency, so batch sizes that do not divide it still fire.
+    """
+
+    is_train = True
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser = super().initialize(parser)
+        parser.set_defaults(phase="train")
+        parser.add_argument("--niter", type=int, default=100, help="epochs at the starting learning rate")
+        parser.add_argument("--niter_decay", type=int, default=100, help="epochs of linear decay to zero")
+        parser.add_argument("--epoch_count", type=int, default=0,
+                            help="number of the first epoch (also enters the 'lambda' LR rule)")
+        parser.add_argument("--lr", type=float, default=0.0001, help="Adam learning rate")
+        parser.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (beta2 is 0.999)")
+        parser.add_argument("--lr_policy", type=str, default="lambda", choices=["lambda", "step", "plateau"],
+                            help="learning rate policy, stepped once per epoch")
+        parser.add_argument("--lr_decay_iters", type=int, default=50, help="'step' policy: x0.1 every this many epochs")
+        parser.add_argument("--lambda_A", type=float, default=1.0, help="weight of the cross-entropy (class) loss")
+        parser.add_argument("--lambda_sat", type=float, default=0.0,
+                            help="weight of the saturation penalty S_reg (0: the original loss; the study uses 1e-4)")
+        parser.add_argument("--print_freq", type=int, default=200, help="print and log the losses every this many images")
+        parser.add_argument("--display_freq", type=int, default=10000,
+                            help="save the current visuals to the training HTML page every this many images")
+        parser.add_argument("--save_latest_freq", type=int, default=5000,
+                            help="save latest_net_G.pth every this many images")
+        parser.add_argument("--save_epoch_freq", type=int, default=1,
+                            help="at the end of every this-many-th epoch save latest and <epoch>_net_G.pth")
+        parser.add_argument("--avg_loss_alpha", type=float, default=0.986,
+                            help="EMA factor of the printed losses (bias-corrected, updated per print)")
+        parser.add_argument("--no_html", action="store_true", help="do not write the training HTML page")
+        return parser
+
+    def check(self, opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+        if opt.fineSize % 8:
+            parser.error(f"--fineSize must be a multiple of 8 (got {opt.fineSize})")
+        if opt.fineSize > opt.loadSize:
+            parser.error(f"--fineSize {opt.fineSize} is larger than --loadSize {opt.loadSize}")
+        if max(opt.sample_Ps) > opt.fineSize:
+            parser.error(f"--sample_Ps must not exceed --fineSize {opt.fineSize}")
+        if opt.niter + opt.niter_decay <= opt.epoch_count:
+            parser.error("--niter + --niter_decay must be larger than --epoch_count (no epoch to train)")
+        for flag in ("batch_size", "print_freq", "display_freq", "save_latest_freq", "save_epoch_freq"):
+            if getattr(opt, flag) < 1:
+                parser.error(f"--{flag} must be at least 1")

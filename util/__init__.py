@@ -1,0 +1,1 @@
+"""Colour conversion, hint sampling, checkpoints, logging and HTML helpers."""

@@ -1,0 +1,117 @@
+"""Saving and loading generator weights.
+
+Weight files are plain state_dicts with the original key names and no ``module.`` prefix, so the
+official SIGGRAPH17 files, the ideepcolor GUI and ours are interchangeable. Writes are atomic
+(temporary file in the same folder, fsync, rename), so an interrupted save leaves the previous file
+intact. Loading never unpickles code (``weights_only=True``) and reports problems in one line.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections import OrderedDict
+from typing import Mapping
+
+import torch
+from torch import nn
+
+#: Prefixes added by DataParallel/DistributedDataParallel (``module.``) and torch.compile (``_orig_mod.``).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(RuntimeError):
+    """A weight file that cannot be read or does not fit the network (message is one line)."""
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The bare module inside DataParallel / DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(net, "module") and isinstance(net.module, nn.Module):
+            net = net.module
+        elif hasattr(net, "_orig_mod") and isinstance(net._orig_mod, nn.Module):
+            net = net._orig_mod
+        else:
+            return net
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """torch.save to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_network(net: nn.Module, path: str) -> None:
+    """Save the bare network's state_dict (CPU tensors, original key names) atomically."""
+    state = OrderedDict((k, v.detach().cpu()) for k, v in unwrap(net).state_dict().items())
+    atomic_torch_save(state, path)
+
+
+def read_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
+    """Read a weight file safely and normalise it to bare key names.
+
+    Accepts a plain state_dict, optionally nested under 'state_dict'/'model'/'netG', with or
+    without ``module.``/``_orig_mod.`` prefixes. Raises CheckpointError (one line) otherwise.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused to load, the file is not a plain weights file ({first})") from None
+    except Exception as e:  # truncated or not a torch file at all
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    for key in ("state_dict", "model", "netG"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: not a state_dict of tensors")
+    state = OrderedDict()
+    for key, value in obj.items():
+        for prefix in _WRAPPER_PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        state[key] = value
+    return state
+
+
+def load_network(net: nn.Module, path: str) -> None:
+    """Load a weight file into ``net`` strictly.
+
+    A missing BatchNorm ``num_batches_tracked`` (files written by PyTorch 0.4.0) is filled with 0,
+    as the original's loader did; any other missing or unexpected key, or a shape mismatch, is a
+    CheckpointError naming the keys.
+    """
+    target = unwrap(net)
+    state = read_state_dict(path)
+    expected = target.state_dict()
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+            if keys:
+                shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+                parts.append(f"{label}: {shown}")
+        raise CheckpointError(f"{path}: does not fit the network; " + "; ".join(parts))
+    target.load_state_dict(state, strict=True)

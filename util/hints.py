@@ -1,0 +1,206 @@
+"""Training/evaluation batches: Lab split, grayscale filter and random colour hints.
+
+This is the vectorised, device-side equivalent of the original ``get_colorization_data`` and
+``add_color_patches_rand_gt`` (spec sections 3.5 and 4). Everything runs on the batch's device
+with no Python loop over images or points; randomness comes from a ``torch.Generator`` so a run
+is reproducible from its seed.
+
+Hint model (per image, independently):
+  * number of hints K: geometric, P(K = k) = p (1 - p)^k (mean (1 - p) / p; p = 1 gives none),
+    or exactly ``num_points``;
+  * each hint is a P x P patch, P uniform over ``sample_Ps``;
+  * top-left corner (h, w): ``samp='normal'``: h = floor(clip(N((H-P+1)/2, (H-P+1)/4), 0, H-P)),
+    likewise w; ``samp='uniform'``: h uniform over 0..H-P;
+  * the patch is filled with the mean ground-truth ab over the patch, and the mask there is 1;
+    where patches overlap the later one wins, as in the original's sequential painting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from util.color import rgb2lab_norm
+
+#: Default candidate patch sizes of the original (``--sample_Ps 1 2 ... 9``).
+DEFAULT_SAMPLE_PS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+
+
+@dataclass
+class ColorizationBatch:
+    """One batch as the model consumes it (all N x C x H x W on the batch's device).
+
+    Attributes:
+        A: normalised lightness (L - l_cent) / l_norm, N x 1 x H x W.
+        B: normalised ground-truth ab, ab / ab_norm, N x 2 x H x W.
+        hint_B: normalised hint ab, 0 where there is no hint, N x 2 x H x W.
+        mask_B: hint mask minus mask_cent (what the network is fed), N x 1 x H x W.
+        keep: bool index (length of the *input* batch) of the images kept by the grayscale filter,
+            so labels can be filtered alongside.
+    """
+
+    A: Tensor
+    B: Tensor
+    hint_B: Tensor
+    mask_B: Tensor
+    keep: Tensor
+
+
+def colorful_mask(ab: Tensor, ab_thresh: float, ab_norm: float = 110.0) -> Tensor:
+    """Which images are colourful enough to train on (the original's grayscale filter).
+
+    ab: normalised ab, N x 2 x H x W. An image is kept when the sum over the two channels of
+    (max - min) over the image reaches ab_thresh / ab_norm (5 / 110 by default in training).
+    Returns a bool tensor of length N; all True when ab_thresh <= 0.
+    """
+    if ab_thresh <= 0:
+        return torch.ones(ab.shape[0], dtype=torch.bool, device=ab.device)
+    flat = ab.flatten(2)
+    spread = (flat.amax(dim=2) - flat.amin(dim=2)).abs().sum(dim=1)
+    return spread >= ab_thresh / ab_norm
+
+
+def sample_hint_counts(
+    n: int, p: float, generator: Optional[torch.Generator] = None, device: Union[str, torch.device] = "cpu"
+) -> Tensor:
+    """Draw N geometric hint counts, P(K = k) = p (1 - p)^k, as int64 on ``device``.
+
+    Inverse-CDF sampling: K = floor(log(U) / log(1 - p)) with U uniform in (0, 1].
+    """
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"sample_p must be in (0, 1], got {p}")
+    if p == 1.0:
+        return torch.zeros(n, dtype=torch.long, device=device)
+    u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+    u = 1.0 - u  # (0, 1]: log stays finite
+    return torch.floor(torch.log(u) / torch.log1p(torch.tensor(-p, dtype=torch.float64, device=device))).long()
+
+
+def add_color_patches(
+    ab: Tensor,
+    p: float = 0.125,
+    num_points: Optional[Union[int, Tensor]] = None,
+    sample_Ps: Sequence[int] = DEFAULT_SAMPLE_PS,
+    samp: str = "normal",
+    use_avg: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[Tensor, Tensor]:
+    """Sample random hint patches from ground-truth ab.
+
+    Args:
+        ab: normalised ground-truth ab, N x 2 x H x W.
+        p: geometric parameter of the hint count (used when ``num_points`` is None).
+        num_points: exact number of hints, an int for every image or an int64 tensor of length N.
+        sample_Ps: candidate square patch sizes, drawn uniformly; each must be <= min(H, W).
+        samp: 'normal' (the original's centred placement) or 'uniform'.
+        use_avg: fill a patch with its mean ground-truth ab (True, the original's default) or
+            copy the ground-truth pixels (False).
+        generator: torch.Generator on ``ab.device`` (None: the global RNG).
+
+    Returns:
+        (hint_ab, mask): N x 2 x H x W normalised hint ab (0 outside hints) and the uncentred
+        N x 1 x H x W mask in {0, 1}, both of ab's dtype.
+    """
+    n, _, height, width = ab.shape
+    device = ab.device
+    sizes = torch.as_tensor(list(sample_Ps), dtype=torch.long, device=device)
+    if sizes.numel() == 0 or int(sizes.min()) < 1 or int(sizes.max()) > min(height, width):
+        raise ValueError(f"sample_Ps must be in 1..{min(height, width)} for {height}x{width} images, got {list(sample_Ps)}")
+    if samp not in ("normal", "uniform"):
+        raise ValueError(f"samp must be 'normal' or 'uniform', got {samp!r}")
+
+    if num_points is None:
+        counts = sample_hint_counts(n, p, generator, device)
+    else:
+        counts = torch.as_tensor(num_points, dtype=torch.long, device=device).expand(n).clone()
+    k_max = int(counts.max()) if n else 0
+    hint_ab = torch.zeros_like(ab)
+    mask = torch.zeros(n, 1, height, width, dtype=ab.dtype, device=device)
+    if k_max == 0:
+        return hint_ab, mask
+
+    valid = torch.arange(k_max, device=device).unsqueeze(0) < counts.unsqueeze(1)  # N x K
+    size_idx = torch.randint(len(sample_Ps), (n, k_max), generator=generator, device=device)
+    patch = sizes[size_idx]  # N x K
+    span = (torch.tensor([height, width], device=device) - patch.unsqueeze(-1) + 1).to(torch.float64)  # N x K x 2
+    if samp == "normal":
+        z = torch.randn(n, k_max, 2, generator=generator, device=device, dtype=torch.float64)
+        pos = (span / 2 + z * span / 4).clamp(min=torch.zeros_like(span), max=span - 1)
+    else:
+        pos = torch.rand(n, k_max, 2, generator=generator, device=device, dtype=torch.float64) * span
+    pos = pos.floor().long().minimum(span.long() - 1)  # N x K x 2, top-left (h, w)
+    top, left = pos[..., 0], pos[..., 1]
+
+    # Which hint paints each pixel: the highest-numbered valid patch covering it ("later wins").
+    p_max = int(sizes.max())
+    offs = torch.arange(p_max, device=device)
+    dy, dx = offs.view(1, 1, p_max, 1), offs.view(1, 1, 1, p_max)
+    inside = (dy < patch[..., None, None]) & (dx < patch[..., None, None]) & valid[..., None, None]
+    rows = (top[..., None, None] + dy).clamp_max(height - 1)
+    cols = (left[..., None, None] + dx).clamp_max(width - 1)
+    pixel = (rows * width + cols).expand(n, k_max, p_max, p_max)
+    hint_id = torch.arange(k_max, device=device).view(1, k_max, 1, 1).expand_as(pixel)
+    hint_id = torch.where(inside, hint_id, torch.full_like(hint_id, -1))
+    winner = torch.full((n, height * width), -1, dtype=torch.long, device=device)
+    winner.scatter_reduce_(1, pixel.reshape(n, -1), hint_id.reshape(n, -1), reduce="amax")
+    painted = winner >= 0  # N x HW
+
+    if use_avg:
+        # Patch means for every candidate size at every top-left corner, then one gather per size.
+        colour = torch.zeros(n, k_max, 2, dtype=ab.dtype, device=device)
+        for size in sorted(set(int(s) for s in sample_Ps)):
+            means = F.avg_pool2d(ab, size, stride=1)  # N x 2 x (H-size+1) x (W-size+1)
+            idx = (top.clamp_max(means.shape[2] - 1) * means.shape[3] + left.clamp_max(means.shape[3] - 1))
+            picked = means.flatten(2).gather(2, idx.unsqueeze(1).expand(n, 2, k_max)).transpose(1, 2)
+            colour = torch.where((patch == size).unsqueeze(-1), picked, colour)
+        source = colour.gather(1, winner.clamp_min(0).unsqueeze(-1).expand(n, height * width, 2))  # N x HW x 2
+        source = source.transpose(1, 2)
+    else:
+        source = ab.flatten(2)
+    hint_ab = torch.where(painted.unsqueeze(1), source, torch.zeros_like(source)).view(n, 2, height, width)
+    mask = painted.to(ab.dtype).view(n, 1, height, width)
+    return hint_ab, mask
+
+
+def get_colorization_data(
+    rgb: Tensor,
+    *,
+    ab_thresh: float = 5.0,
+    p: float = 0.125,
+    num_points: Optional[Union[int, Tensor]] = None,
+    sample_Ps: Sequence[int] = DEFAULT_SAMPLE_PS,
+    samp: str = "normal",
+    l_cent: float = 50.0,
+    l_norm: float = 100.0,
+    ab_norm: float = 110.0,
+    mask_cent: float = 0.5,
+    generator: Optional[torch.Generator] = None,
+) -> Optional[ColorizationBatch]:
+    """Build a colorization batch from RGB images on their device.
+
+    Args:
+        rgb: sRGB in [0, 1], N x 3 x H x W (float). Convert uint8 with ``x.float() / 255``.
+        ab_thresh: grayscale filter threshold in Lab units (5 in training, 0 disables it).
+        p, num_points, sample_Ps, samp: hint sampling, see :func:`add_color_patches`.
+        l_cent, l_norm, ab_norm: Lab normalisation.
+        mask_cent: subtracted from the {0, 1} mask fed to the network (0.5 default; 0 for the
+            original caffe weights).
+        generator: torch.Generator on rgb's device for the hints.
+
+    Returns:
+        A :class:`ColorizationBatch` of the kept images, or None when the filter drops all.
+    """
+    lab = rgb2lab_norm(rgb, l_cent, l_norm, ab_norm)
+    keep = colorful_mask(lab[:, 1:], ab_thresh, ab_norm)
+    if not bool(keep.any()):
+        return None
+    if not bool(keep.all()):
+        lab = lab[keep]
+        if isinstance(num_points, Tensor) and num_points.dim() > 0:
+            num_points = num_points.to(keep.device)[keep]
+    ab = lab[:, 1:]
+    hint_ab, mask = add_color_patches(ab, p, num_points, sample_Ps, samp, True, generator)
+    return ColorizationBatch(A=lab[:, :1], B=ab, hint_B=hint_ab, mask_B=mask - mask_cent, keep=keep)

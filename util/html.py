@@ -1,0 +1,57 @@
+"""Minimal HTML result pages (dominate), as the original's util/html.py."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import dominate
+from dominate.tags import a, br, h3, img, meta, p, table, td, tr
+
+
+class HTML:
+    """A page at <web_dir>/index.html whose images live in <web_dir>/images/.
+
+    refresh: seconds between automatic reloads (0: none); the training page uses it so a browser
+    follows the run.
+    """
+
+    def __init__(self, web_dir: str, title: str, refresh: int = 0):
+        self.title = title
+        self.web_dir = web_dir
+        self.img_dir = os.path.join(web_dir, "images")
+        os.makedirs(self.img_dir, exist_ok=True)
+        self.doc = dominate.document(title=title)
+        if refresh > 0:
+            with self.doc.head:
+                meta(http_equiv="refresh", content=str(refresh))
+
+    def get_image_dir(self) -> str:
+        return self.img_dir
+
+    def add_header(self, text: str, anchor: str = None) -> None:
+        with self.doc:
+            h3(text, id=anchor) if anchor else h3(text)
+
+    def add_text(self, text: str) -> None:
+        with self.doc:
+            p(text)
+
+    def add_images(self, ims: Sequence[str], txts: Sequence[str], links: Sequence[str], width: int = 256) -> None:
+        """One table row of images (paths relative to images/) with a caption and a link each."""
+        t = table(border=1, style="table-layout: fixed;")
+        self.doc.add(t)
+        with t:
+            with tr():
+                for im, txt, link in zip(ims, txts, links):
+                    with td(style="word-wrap: break-word;", halign="center", valign="top"):
+                        with p():
+                            with a(href=os.path.join("images", link)):
+                                img(style=f"width:{width}px", src=os.path.join("images", im))
+                            br()
+                            p(txt)
+
+    def save(self) -> str:
+        path = os.path.join(self.web_dir, "index.html")
+        with open(path, "wt") as f:
+            f.write(self.doc.render())
+        return path

@@ -1,0 +1,63 @@
+"""Run-time plumbing shared by the scripts: device choice, seeding, option logging."""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from typing import Optional
+
+import numpy as np
+import torch
+
+
+def resolve_device(gpu_ids: Optional[str]) -> torch.device:
+    """Turn --gpu_ids into a device.
+
+    None (the default): cuda:0 when CUDA is available, else the CPU with a one-line notice.
+    '-1': the CPU. 'K': cuda:K, which must exist (one-line error otherwise). One GPU per process:
+    several ids are refused, since multi-GPU training goes through torchrun.
+    """
+    if gpu_ids is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda", 0)
+        print("notice: no CUDA device found, running on the CPU (pass --gpu_ids -1 to silence this)", file=sys.stderr)
+        return torch.device("cpu")
+    ids = [int(x) for x in str(gpu_ids).split(",") if x.strip() != ""]
+    ids = [i for i in ids if i >= 0]
+    if not ids:
+        return torch.device("cpu")
+    if len(ids) > 1:
+        raise SystemExit(f"error: --gpu_ids {gpu_ids}: one GPU per process; launch with torchrun for several GPUs")
+    if not torch.cuda.is_available() or ids[0] >= torch.cuda.device_count():
+        raise SystemExit(f"error: --gpu_ids {gpu_ids}: no such CUDA device (use --gpu_ids -1 for the CPU)")
+    torch.cuda.set_device(ids[0])
+    return torch.device("cuda", ids[0])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def format_options(opt: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> str:
+    """The original's option listing: one 'name: value' line each, '[default: x]' where it differs."""
+    lines = ["----------------- Options ---------------"]
+    for key, value in sorted(vars(opt).items()):
+        default = parser.get_default(key) if parser is not None else None
+        note = f"\t[default: {default}]" if parser is not None and value != default and default is not None else ""
+        lines.append(f"{key:>25}: {str(value):<30}{note}")
+    lines.append("----------------- End -------------------")
+    return "\n".join(lines)
+
+
+def save_options(opt: argparse.Namespace, parser: Optional[argparse.ArgumentParser], folder: str,
+                 filename: str = "opt.txt") -> str:
+    """Write the option listing to <folder>/<filename> and return its text."""
+    text = format_options(opt, parser)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, filename), "w") as f:
+        f.write(text + "\n")
+    return text

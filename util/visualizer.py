@@ -1,0 +1,87 @@
+"""Training logs: loss_log.txt (the original's format), loss_log.jsonl, and the training HTML page."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Dict, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from util.html import HTML
+
+
+def tensor2im(image: torch.Tensor) -> np.ndarray:
+    """First image of an N x C x H x W (or C x H x W) tensor in [0, 1] -> H x W x 3 uint8.
+
+    Clips to [0, 1] and TRUNCATES x * 255 (as the original: 0.999 -> 254), which the PSNR of the
+    evaluation scripts depends on. One channel is tiled to three.
+    """
+    if image.dim() == 4:
+        image = image[0]
+    arr = image.detach().float().cpu().clamp(0.0, 1.0).numpy()
+    if arr.shape[0] == 1:
+        arr = np.tile(arr, (3, 1, 1))
+    return (np.transpose(arr, (1, 2, 0)) * 255.0).astype(np.uint8)
+
+
+def save_image(image: np.ndarray, path: str) -> None:
+    Image.fromarray(image).save(path)
+
+
+class Visualizer:
+    """Writes the loss logs and the training HTML page under <checkpoints_dir>/<name>/.
+
+    Args:
+        log_dir: <checkpoints_dir>/<name>.
+        use_html: keep web/index.html with the visuals saved at each display event.
+        winsize: image width in the page (px).
+    """
+
+    def __init__(self, log_dir: str, use_html: bool = True, winsize: int = 256, name: str = ""):
+        self.log_dir = log_dir
+        self.use_html = use_html
+        self.winsize = winsize
+        self.name = name
+        self.web_dir = os.path.join(log_dir, "web")
+        self.img_dir = os.path.join(self.web_dir, "images")
+        self.log_name = os.path.join(log_dir, "loss_log.txt")
+        self.jsonl_name = os.path.join(log_dir, "loss_log.jsonl")
+        self.saved = {}  # epoch -> list of labels saved for it, to rebuild the page
+        os.makedirs(log_dir, exist_ok=True)
+        if use_html:
+            os.makedirs(self.img_dir, exist_ok=True)
+        with open(self.log_name, "a") as f:
+            f.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+
+    def display_current_results(self, visuals: Mapping[str, torch.Tensor], epoch: int) -> None:
+        """Save the first image of each visual as web/images/epoch%03d_<label>.png and rebuild the page
+        (every epoch of this run, newest first)."""
+        if not self.use_html:
+            return
+        for label, image in visuals.items():
+            save_image(tensor2im(image), os.path.join(self.img_dir, f"epoch{epoch:03d}_{label}.png"))
+        self.saved[epoch] = list(visuals.keys())
+        page = HTML(self.web_dir, f"Experiment name = {self.name}", refresh=1)
+        for ep in sorted(self.saved, reverse=True):
+            page.add_header(f"epoch [{ep}]")
+            names = [f"epoch{ep:03d}_{label}.png" for label in self.saved[ep]]
+            page.add_images(names, self.saved[ep], names, width=self.winsize)
+        page.save()
+
+    def print_current_losses(self, epoch: int, iters: int, losses: Dict[str, float], t_comp: float, t_data: float,
+                             extra: Dict[str, float] = None) -> str:
+        """Append one line to loss_log.txt in the original's format, and one JSON object (the same
+        values plus ``extra``, e.g. raw losses and lr) to loss_log.jsonl. Returns the line to print."""
+        message = f"(epoch: {epoch}, iters: {iters}, time: {t_comp:.3f}, data: {t_data:.3f}) "
+        message += ", ".join(f"{k}: {v:.3f}" for k, v in losses.items())
+        with open(self.log_name, "a") as f:
+            f.write(message + "\n")
+        record = {"epoch": epoch, "iters": iters, "time": t_comp, "data": t_data, "losses": dict(losses)}
+        if extra:
+            record.update(extra)
+        with open(self.jsonl_name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return message
