@@ -1,0 +1,327 @@
+#!/usr/bin/env python
+"""Build the ILSVRC2012 dataset layout used for colorization training and testing.
+
+Nothing is copied: every entry created under ``--out_path`` is a symlink to an absolute path
+inside ``--in_path``, and nothing is ever written into ``--in_path``.
+
+Expected input (``--in_path``, default ``/data/big/dataset/ILSVRC2012``)::
+
+    train/<wnid>/*.JPEG                       one folder per class
+    val/ILSVRC2012_val_XXXXXXXX.JPEG          flat folder, 00000001 .. 00050000
+
+Output (``--out_path``, default ``./dataset/ilsvrc2012/``)::
+
+    train_small/<wnid> -> IN/train/<wnid>     the first 10 classes in sorted order
+    train              -> IN/train            all classes (a single directory symlink)
+    train/<wnid>       -> IN/train/<wnid>     with --num_classes N: a real directory holding
+                                              one symlink per selected class
+    val/imgs/ILSVRC2012_val_00000001.JPEG .. ILSVRC2012_val_00001000.JPEG
+                                              the first 1000 validation images (one link each)
+    test/imgs/ILSVRC2012_val_%08d.JPEG % (i + 1)
+                                              for every index i in
+                                              resources/ilsvrclin12_val_inds.npy (10,000 images,
+                                              all after the first 1000, so disjoint from val)
+
+``--num_classes N`` selects the first N class folders in sorted order (N=100 gives the
+ImageNet-100 subset used by the research fork); ``train_small`` then holds the first
+min(10, N) of them.
+
+Differences from the original ``make_ilsvrc_dataset.py``:
+
+* classes are taken in sorted order, so ``train_small`` (and the ``--num_classes`` subset) are
+  deterministic; the original used ``os.listdir`` order, which depends on the file system;
+* ``--num_classes`` (from the fork) builds a class subset;
+* the script is idempotent: rerunning it with the same arguments leaves correct links alone and
+  changes nothing. Anything in the way (a symlink pointing elsewhere, a regular file, a ``train``
+  built with a different ``--num_classes``) is reported as a one-line error (exit status 2)
+  before anything is modified;
+* the input is validated up front (missing folders, missing validation or test images), with
+  one-line errors instead of tracebacks;
+* the test-split index file is read from ``resources/`` next to this script.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROG = "make_ilsvrc_dataset.py"
+DEFAULT_IN_PATH = "/data/big/dataset/ILSVRC2012"
+DEFAULT_OUT_PATH = "./dataset/ilsvrc2012/"
+NUM_VAL_IMAGES = 50000
+NUM_VAL_SPLIT = 1000  # the first 1000 ILSVRC2012 validation images form the val split
+NUM_TRAIN_SMALL = 10  # number of classes in train_small
+TEST_INDS_PATH = Path(__file__).resolve().parent / "resources" / "ilsvrclin12_val_inds.npy"
+
+EXIT_USAGE = 2  # bad input or something in the way; nothing modified
+EXIT_FAILED = 1  # an OS error while creating links
+
+
+class DatasetError(Exception):
+    """A problem reported to the user as a single line (exit status 2)."""
+
+
+def val_name(index):
+    """File name of the 0-based ILSVRC2012 validation image ``index``."""
+    return "ILSVRC2012_val_%08d.JPEG" % (index + 1)
+
+
+def list_classes(train_dir):
+    """Sorted names of the class sub-folders of ``train_dir`` (hidden entries are ignored)."""
+    with os.scandir(train_dir) as entries:
+        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+
+
+def load_test_indices(path=TEST_INDS_PATH):
+    if not path.is_file():
+        raise DatasetError("test split index file not found: %s" % path)
+    try:
+        inds = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError("could not read %s: %s" % (path, exc)) from None
+    if inds.ndim != 1 or inds.dtype.kind not in "iu" or inds.size == 0:
+        raise DatasetError(
+            "%s: expected a 1-D integer array, got %s %s" % (path, inds.dtype, inds.shape)
+        )
+    if inds.min() < 0 or inds.max() >= NUM_VAL_IMAGES:
+        raise DatasetError("%s: indices must lie in 0..%d" % (path, NUM_VAL_IMAGES - 1))
+    return [int(i) for i in inds]
+
+
+def check_images_present(val_dir, names, what):
+    present = set(os.listdir(val_dir))
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise DatasetError(
+            "%d of the %d %s images are missing from %s (first missing: %s)"
+            % (len(missing), len(names), what, val_dir, missing[0])
+        )
+
+
+class Plan:
+    """What has to exist under out_path; checked completely before anything is created."""
+
+    def __init__(self):
+        self.dirs = []  # directories holding individually created links
+        self.link_dirs = []  # (path, {name: target}): real directories created as a whole
+        self.links = []  # (path, target): single symlinks
+        self.created = 0
+        self.present = 0
+
+    # -- checking -------------------------------------------------------------------------
+
+    def check(self):
+        """Raise DatasetError for the first thing in the way; count links to create/keep."""
+        conflicts = []
+        to_create = 0
+        present = 0
+        for d in self.dirs:
+            if os.path.lexists(d) and not os.path.isdir(d):
+                conflicts.append("%s exists and is not a directory" % d)
+        for path, links in self.link_dirs:
+            if not os.path.lexists(path):
+                to_create += len(links)
+                continue
+            if os.path.islink(path) or not os.path.isdir(path):
+                conflicts.append(
+                    "%s exists and is not a directory of class links "
+                    "(was it made with a different --num_classes?)" % path
+                )
+                continue
+            existing = set(os.listdir(path))
+            if existing != set(links):
+                conflicts.append(
+                    "%s already holds a different set of classes (%d entries, expected %d; "
+                    "was it made with a different --num_classes?)"
+                    % (path, len(existing), len(links))
+                )
+                continue
+            for name, target in sorted(links.items()):
+                problem = self._link_problem(os.path.join(path, name), target)
+                if problem:
+                    conflicts.append(problem)
+                else:
+                    present += 1
+        for path, target in self.links:
+            if not os.path.lexists(path):
+                to_create += 1
+                continue
+            problem = self._link_problem(path, target)
+            if problem:
+                if os.path.basename(path) == "train" and os.path.isdir(path):
+                    problem += " (was it made with --num_classes?)"
+                conflicts.append(problem)
+            else:
+                present += 1
+        if conflicts:
+            extra = len(conflicts) - 1
+            more = " (and %d more conflict%s)" % (extra, "s" * (extra > 1)) if extra else ""
+            raise DatasetError(conflicts[0] + more + "; nothing was modified")
+        return to_create, present
+
+    @staticmethod
+    def _link_problem(path, target):
+        """None if ``path`` is a symlink to ``target``, else a description of the conflict."""
+        if not os.path.islink(path):
+            if os.path.isdir(path):
+                return "%s is in the way (a directory, expected a symlink to %s)" % (path, target)
+            return "%s is in the way (not a symlink; expected a symlink to %s)" % (path, target)
+        current = os.readlink(path)
+        if current != target:
+            return "%s is a symlink to %s, expected %s" % (path, current, target)
+        return None
+
+    # -- applying -------------------------------------------------------------------------
+
+    def apply(self):
+        for d in self.dirs:
+            os.makedirs(d, exist_ok=True)
+        for path, links in self.link_dirs:
+            if os.path.lexists(path):
+                self.present += len(links)
+            else:
+                self._make_link_dir(path, links)
+                self.created += len(links)
+        for path, target in self.links:
+            if os.path.lexists(path):  # verified by check() to be the right link
+                self.present += 1
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.symlink(target, path)
+                self.created += 1
+
+    @staticmethod
+    def _make_link_dir(path, links):
+        """Create a directory of symlinks atomically: an interrupted run leaves no partial one."""
+        parent, base = os.path.split(path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, ".%s.partial-%d" % (base, os.getpid()))
+        os.mkdir(tmp)
+        try:
+            for name, target in sorted(links.items()):
+                os.symlink(target, os.path.join(tmp, name))
+            os.rename(tmp, path)
+        except BaseException:
+            for name in os.listdir(tmp):
+                os.unlink(os.path.join(tmp, name))
+            os.rmdir(tmp)
+            raise
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Create symlinks for the ILSVRC2012 colorization train/val/test splits.",
+    )
+    parser.add_argument(
+        "--in_path",
+        default=DEFAULT_IN_PATH,
+        help="ILSVRC2012 root holding train/<wnid>/*.JPEG and val/*.JPEG (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out_path",
+        default=DEFAULT_OUT_PATH,
+        help="where to create the symlink layout (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num_classes",
+        type=int,
+        default=None,
+        help="use only the first N classes in sorted order (100: ImageNet-100); default: all",
+    )
+    return parser
+
+
+def make_plan(args):
+    """Validate the input and return the Plan plus summary figures; raises DatasetError."""
+    if not os.path.isdir(args.in_path):
+        raise DatasetError("input folder not found: %s" % args.in_path)
+    in_path = Path(args.in_path).resolve()
+    train_dir = in_path / "train"
+    val_dir = in_path / "val"
+    if not train_dir.is_dir():
+        raise DatasetError("training folder not found: %s" % train_dir)
+    classes = list_classes(train_dir)
+    if not classes:
+        raise DatasetError("no class sub-folders in %s" % train_dir)
+    if not val_dir.is_dir():
+        raise DatasetError("validation folder not found: %s" % val_dir)
+
+    n = args.num_classes
+    if n is not None and not 1 <= n <= len(classes):
+        raise DatasetError(
+            "--num_classes must be between 1 and %d (the number of classes in %s), got %d"
+            % (len(classes), train_dir, n)
+        )
+    selected = classes if n is None else classes[:n]
+
+    val_names = [val_name(i) for i in range(NUM_VAL_SPLIT)]
+    test_names = [val_name(i) for i in load_test_indices()]
+    check_images_present(val_dir, val_names, "validation-split")
+    check_images_present(val_dir, test_names, "test-split (%s)" % TEST_INDS_PATH.name)
+
+    out_path = Path(os.path.abspath(args.out_path))
+    if os.path.lexists(out_path) and not out_path.is_dir():
+        raise DatasetError("output path exists and is not a directory: %s" % out_path)
+    real_out = out_path.resolve()
+    if real_out == in_path or in_path in real_out.parents:
+        raise DatasetError(
+            "output path %s must not lie inside the input folder %s" % (out_path, in_path)
+        )
+
+    plan = Plan()
+    small = selected[:NUM_TRAIN_SMALL]
+    plan.link_dirs.append((str(out_path / "train_small"), {c: str(train_dir / c) for c in small}))
+    if n is None:
+        plan.links.append((str(out_path / "train"), str(train_dir)))
+    else:
+        plan.link_dirs.append((str(out_path / "train"), {c: str(train_dir / c) for c in selected}))
+    for split, names in (("val", val_names), ("test", test_names)):
+        imgs = out_path / split / "imgs"
+        plan.dirs += [str(out_path / split), str(imgs)]
+        plan.links += [(str(imgs / name), str(val_dir / name)) for name in names]
+
+    summary = {
+        "out_path": out_path,
+        "num_classes": len(selected),
+        "all_classes": n is None,
+        "train_small": len(small),
+        "val": len(val_names),
+        "test": len(test_names),
+    }
+    return plan, summary
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        plan, summary = make_plan(args)
+        plan.check()
+    except (DatasetError, OSError) as exc:
+        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        plan.apply()
+    except OSError as exc:
+        print(
+            "%s: error: could not create links in %s: %s" % (PROG, summary["out_path"], exc),
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+    how = "all classes, train -> %s" % os.path.join(os.path.realpath(args.in_path), "train")
+    if not summary["all_classes"]:
+        how = "first %d in sorted order" % summary["num_classes"]
+    print("ILSVRC2012 layout in %s:" % summary["out_path"])
+    print("  train:       %d classes (%s)" % (summary["num_classes"], how))
+    print("  train_small: %d classes" % summary["train_small"])
+    print("  val/imgs:    %d images" % summary["val"])
+    print("  test/imgs:   %d images" % summary["test"])
+    print("  links: %d created, %d already present" % (plan.created, plan.present))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
