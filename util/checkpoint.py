@@ -83,9 +83,12 @@ def read_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
         raise CheckpointError(f"{path}: not a state_dict of tensors")
     state = OrderedDict()
     for key, value in obj.items():
-        for prefix in _WRAPPER_PREFIXES:
-            while key.startswith(prefix):
-                key = key[len(prefix):]
+        stripped = True
+        while stripped:  # wrappers nest in any order, e.g. _orig_mod.module.
+            stripped = False
+            for prefix in _WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix):], True
         state[key] = value
     return state
 
