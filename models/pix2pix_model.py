@@ -72,7 +72,7 @@ class Pix2PixModel(BaseModel):
         self.lambda_A = getattr(opt, "lambda_A", 1.0)
         self.lambda_sat = getattr(opt, "lambda_sat", 0.0)
 
-    # -- the colour-space helpers read the options once --------------------------------------
+    # -- colour-space helpers bound to this run's normalisation options -------------------------
     def _ab_kw(self):
         return dict(ab_norm=self.opt.ab_norm, ab_max=self.opt.ab_max, ab_quant=self.opt.ab_quant)
 
