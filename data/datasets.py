@@ -138,3 +138,17 @@ class RandomSubsetSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+def eval_subset(num_images: int, how_many: int, seed: int | None = None) -> List[int]:
+    """Indices of the images to evaluate, in ascending order.
+
+    seed None: the first ``how_many`` (the original test.py, which does not shuffle); otherwise a
+    random subset drawn from ``seed`` (the original test_sweep.py shuffled without a seed; fixing
+    it makes runs comparable).
+    """
+    how_many = min(how_many, num_images)
+    if seed is None:
+        return list(range(how_many))
+    g = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(num_images, generator=g)[:how_many].tolist())

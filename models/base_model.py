@@ -57,12 +57,12 @@ class BaseModel:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def setup(self) -> None:
-        """Create schedulers (training) and load weights when --load_model is set."""
+        """Create schedulers (training); load weights when evaluating or when --load_model is set."""
         opt = self.opt
         if self.is_train:
             self.schedulers = [get_scheduler(o, opt.lr_policy, opt.epoch_count, opt.niter, opt.niter_decay,
                                              opt.lr_decay_iters) for o in self.optimizers]
-        if opt.load_model:
+        if not self.is_train or opt.load_model:
             self.load_networks(opt.which_epoch)
         if getattr(opt, "verbose", False):
             print(self.netG)

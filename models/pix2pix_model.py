@@ -62,8 +62,11 @@ class Pix2PixModel(BaseModel):
 
     def __init__(self, opt, device: torch.device):
         super().__init__(opt, device)
-        self.netG = define_G(4, opt.norm, opt.init_type, opt.classification, device)
-        print(f"initialize network with {opt.init_type}")
+        # Evaluation options have no init_type/classification: the weights are loaded and the
+        # forward pass is the same in both modes.
+        init_type = getattr(opt, "init_type", "normal")
+        self.netG = define_G(4, opt.norm, init_type, getattr(opt, "classification", False), device)
+        print(f"initialize network with {init_type}")
         if self.is_train:
             self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=(opt.beta1, 0.999))
             self.optimizers = [self.optimizer_G]

@@ -6,8 +6,9 @@ from typing import Optional, Sequence
 
 
 class BaseOptions:
-    """Model, colour, hint, data and device options (the original's base options that do something,
-    plus the fork's --dataroot/--max_dataset_size and our --seed)."""
+    """Options of every script that runs the model: experiment, device, data, colour space and hints
+    (the original's base options that do something, the fork's --dataroot, and our --seed).
+    Training-only options are in TrainOptions, evaluation-only ones in TestOptions."""
 
     is_train = False
 
@@ -30,19 +31,10 @@ class BaseOptions:
                             help="sub-folder of ./dataset/ilsvrc2012/ used when --dataroot is not given")
         parser.add_argument("--batch_size", type=int, default=25, help="images per batch")
         parser.add_argument("--loadSize", type=int, default=256, help="resize images to this size first")
-        parser.add_argument("--fineSize", type=int, default=176, help="then crop to this size (a multiple of 8)")
         parser.add_argument("--num_threads", type=int, default=4, help="DataLoader worker processes")
-        parser.add_argument("--max_dataset_size", type=int, default=None,
-                            help="use at most this many images per epoch (a fresh random subset each epoch)")
         # model
         parser.add_argument("--norm", type=str, default="batch", choices=["batch", "instance"],
                             help="normalisation layer; 'instance' is not compatible with the official weights")
-        parser.add_argument("--init_type", type=str, default="normal",
-                            choices=["normal", "xavier", "kaiming", "orthogonal"], help="weight initialisation")
-        parser.add_argument("--classification", action="store_true",
-                            help="train the trunk with the classification loss (phases 1-2); default: regression")
-        parser.add_argument("--load_model", action="store_true",
-                            help="load <checkpoints_dir>/<name>/<which_epoch>_net_G.pth at start")
         parser.add_argument("--which_epoch", type=str, default="latest", help="which checkpoint to load")
         # colour space and hints
         parser.add_argument("--ab_norm", type=float, default=110.0, help="ab is divided by this")
@@ -53,8 +45,6 @@ class BaseOptions:
         parser.add_argument("--l_cent", type=float, default=50.0, help="L centre")
         parser.add_argument("--mask_cent", type=float, default=0.5,
                             help="subtracted from the {0,1} hint mask; use 0 for the original caffemodel weights")
-        parser.add_argument("--sample_p", type=float, default=1.0,
-                            help="hint count is geometric with this parameter: mean (1-p)/p; 1 means no hints")
         parser.add_argument("--sample_Ps", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8, 9],
                             help="candidate hint patch sizes, drawn uniformly")
         parser.add_argument("--display_winsize", type=int, default=256, help="image width in the HTML pages (px)")
@@ -74,12 +64,10 @@ class BaseOptions:
         if round(2 * opt.ab_max / opt.ab_quant) + 1 != 23:
             parser.error(f"--ab_max {opt.ab_max} and --ab_quant {opt.ab_quant} give "
                          f"{round(2 * opt.ab_max / opt.ab_quant) + 1} bins per axis; the network needs 23")
-        if not 0.0 < opt.sample_p <= 1.0:
-            parser.error(f"--sample_p must be in (0, 1] (got {opt.sample_p})")
         if min(opt.sample_Ps) < 1:
             parser.error("--sample_Ps must be positive")
-        if opt.max_dataset_size is not None and opt.max_dataset_size < 1:
-            parser.error("--max_dataset_size must be at least 1")
+        if opt.batch_size < 1:
+            parser.error("--batch_size must be at least 1")
         self.check(opt, parser)
         self.parser = parser  # kept so that opt.txt can mark non-default values
         return opt

@@ -18,6 +18,17 @@ class TrainOptions(BaseOptions):
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser = super().initialize(parser)
         parser.set_defaults(phase="train")
+        parser.add_argument("--fineSize", type=int, default=176, help="then crop to this size (a multiple of 8)")
+        parser.add_argument("--max_dataset_size", type=int, default=None,
+                            help="use at most this many images per epoch (a fresh random subset each epoch)")
+        parser.add_argument("--init_type", type=str, default="normal",
+                            choices=["normal", "xavier", "kaiming", "orthogonal"], help="weight initialisation")
+        parser.add_argument("--classification", action="store_true",
+                            help="train the trunk with the classification loss (phases 1-2); default: regression")
+        parser.add_argument("--load_model", action="store_true",
+                            help="load <checkpoints_dir>/<name>/<which_epoch>_net_G.pth at start")
+        parser.add_argument("--sample_p", type=float, default=1.0,
+                            help="hint count is geometric with this parameter: mean (1-p)/p; 1 means no hints")
         parser.add_argument("--niter", type=int, default=100, help="epochs at the starting learning rate")
         parser.add_argument("--niter_decay", type=int, default=100, help="epochs of linear decay to zero")
         parser.add_argument("--epoch_count", type=int, default=0,
@@ -43,6 +54,10 @@ class TrainOptions(BaseOptions):
         return parser
 
     def check(self, opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+        if not 0.0 < opt.sample_p <= 1.0:
+            parser.error(f"--sample_p must be in (0, 1] (got {opt.sample_p})")
+        if opt.max_dataset_size is not None and opt.max_dataset_size < 1:
+            parser.error("--max_dataset_size must be at least 1")
         if opt.fineSize % 8:
             parser.error(f"--fineSize must be a multiple of 8 (got {opt.fineSize})")
         if opt.fineSize > opt.loadSize:
@@ -51,6 +66,6 @@ class TrainOptions(BaseOptions):
             parser.error(f"--sample_Ps must not exceed --fineSize {opt.fineSize}")
         if opt.niter + opt.niter_decay <= opt.epoch_count:
             parser.error("--niter + --niter_decay must be larger than --epoch_count (no epoch to train)")
-        for flag in ("batch_size", "print_freq", "display_freq", "save_latest_freq", "save_epoch_freq"):
+        for flag in ("print_freq", "display_freq", "save_latest_freq", "save_epoch_freq"):
             if getattr(opt, flag) < 1:
                 parser.error(f"--{flag} must be at least 1")

@@ -6,29 +6,10 @@ import os
 import time
 from typing import Dict, Mapping
 
-import numpy as np
 import torch
-from PIL import Image
 
 from util.html import HTML
-
-
-def tensor2im(image: torch.Tensor) -> np.ndarray:
-    """First image of an N x C x H x W (or C x H x W) tensor in [0, 1] -> H x W x 3 uint8.
-
-    Clips to [0, 1] and TRUNCATES x * 255 (as the original: 0.999 -> 254), which the PSNR of the
-    evaluation scripts depends on. One channel is tiled to three.
-    """
-    if image.dim() == 4:
-        image = image[0]
-    arr = image.detach().float().cpu().clamp(0.0, 1.0).numpy()
-    if arr.shape[0] == 1:
-        arr = np.tile(arr, (3, 1, 1))
-    return (np.transpose(arr, (1, 2, 0)) * 255.0).astype(np.uint8)
-
-
-def save_image(image: np.ndarray, path: str) -> None:
-    Image.fromarray(image).save(path)
+from util.image import save_image, tensor2im
 
 
 class Visualizer:
