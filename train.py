@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from data.datasets import ImageFolderDataset, RandomSubsetSampler, collate_skip_bad
 from data.transforms import train_transform
-from models.pix2pix_model import Pix2PixModel
+from models import create_model
 from options.train_options import TrainOptions
 from util.checkpoint import CheckpointError
 from util.hints import get_colorization_data
@@ -59,13 +59,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     print(f"#training images = {len(loader.sampler)} per epoch (of {len(loader.dataset)} in {dataroot})")
 
-    model = Pix2PixModel(opt, device)
     try:
-        model.setup()
+        model = create_model(opt, device)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model.train()
     visualizer = Visualizer(save_dir, use_html=not opt.no_html, winsize=opt.display_winsize, name=opt.name)
     hint_gen = torch.Generator(device=device).manual_seed(opt.seed)
 

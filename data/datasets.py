@@ -116,6 +116,21 @@ def collate_skip_bad(batch: Sequence):
     return images, labels, skipped
 
 
+class IndexedSubset(Dataset):
+    """``dataset[indices[i]]`` with the label replaced by the dataset index (None stays None), so
+    evaluation scripts know which file each loaded image came from."""
+
+    def __init__(self, dataset: ImageFolderDataset, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[self.indices[i]]
+        return None if item is None else (item[0], self.indices[i])
+
+
 class RandomSubsetSampler(Sampler[int]):
     """A fresh random subset of ``num_samples`` indices (without replacement) every epoch.
 

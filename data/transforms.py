@@ -24,3 +24,10 @@ def train_transform(load_size: int = 256, fine_size: int = 176) -> T.Compose:
 def eval_transform(load_size: int = 256) -> T.Compose:
     """The test scripts' transform: squash to load_size x load_size (bilinear), then uint8."""
     return T.Compose([T.Resize((load_size, load_size), interpolation=InterpolationMode.BILINEAR), T.PILToTensor()])
+
+
+def center_crop_transform(load_size: int = 256, fine_size: int = 176) -> T.Compose:
+    """A deterministic view for linear-probe evaluation: shorter side to load_size (bilinear,
+    aspect kept), centre crop fine_size x fine_size, then uint8 3 x H x W."""
+    return T.Compose([T.Resize(load_size, interpolation=InterpolationMode.BILINEAR), T.CenterCrop(fine_size),
+                      T.PILToTensor()])

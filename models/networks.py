@@ -45,7 +45,7 @@ def _up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1, bias=True))
 
 
-def _subsample(x: Tensor) -> Tensor:
+def subsample(x: Tensor) -> Tensor:
     """The original's 2x downsampling: the top-left pixel of every 2 x 2 cell."""
     return x[:, :, ::2, ::2]
 
@@ -101,9 +101,9 @@ class SIGGRAPHGenerator(nn.Module):
 
     def forward(self, input_A: Tensor, input_B: Tensor, mask_B: Tensor) -> tuple[Tensor, Tensor]:
         conv1_2 = self.model1(torch.cat((input_A, input_B, mask_B), dim=1))
-        conv2_2 = self.model2(_subsample(conv1_2))
-        conv3_3 = self.model3(_subsample(conv2_2))
-        conv4_3 = self.model4(_subsample(conv3_3))
+        conv2_2 = self.model2(subsample(conv1_2))
+        conv3_3 = self.model3(subsample(conv2_2))
+        conv4_3 = self.model4(subsample(conv3_3))
         conv7_3 = self.model7(self.model6(self.model5(conv4_3)))
         conv8_3 = self.model8(self.model8up(conv7_3) + self.model3short8(conv3_3))
 

@@ -35,8 +35,9 @@ def unwrap(net: nn.Module) -> nn.Module:
             return net
 
 
-def atomic_torch_save(obj, path: str) -> None:
-    """torch.save to a temporary file beside ``path``, fsync, then rename over ``path``."""
+def _atomic_write(path: str, write) -> None:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, fsync, then rename it over
+    ``path``: readers see the old file or the new one, never a partial one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
@@ -45,7 +46,7 @@ def atomic_torch_save(obj, path: str) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,6 +54,16 @@ def atomic_torch_save(obj, path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """torch.save ``obj`` to ``path`` atomically (see _atomic_write)."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write a text file (UTF-8) atomically: results and reports are never left half-written."""
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_network(net: nn.Module, path: str) -> None:
