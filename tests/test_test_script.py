@@ -1,0 +1,196 @@
+"""End-to-end tests of test.py (HTML page + metrics.json) on tiny real photos, CPU, in-process."""
+import importlib.util
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.networks import define_G
+from scripts import make_sample_dataset
+from tests.browser import assert_page_ok
+from util import metrics
+from util.checkpoint import save_network
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Loaded from its path: "import test" could find the standard library's test package instead.
+_spec = importlib.util.spec_from_file_location("test_script", os.path.join(REPO, "test.py"))
+test_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_script)
+
+LABELS = ["gray", "hint", "hint_ab", "fake_entr", "real", "fake_reg", "real_ab", "fake_ab_reg"]
+KEYS = ["psnr", "ssim", "colorfulness", "saturation", "colorfulness_real", "saturation_real", "auc", "ciede2000",
+        "entropy"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Tiny val photos (4 flat 40x40 crops) and a seeded random-init checkpoint 'm'."""
+    root = tmp_path_factory.mktemp("test_script")
+    make_sample_dataset.main(["--out_path", str(root / "data"), "--size", "40", "--per_image", "1",
+                              "--val_per_image", "2"])
+    torch.manual_seed(0)
+    save_network(define_G(), str(root / "ckpt" / "m" / "latest_net_G.pth"))
+    return root
+
+
+def run(env, results, *extra, dataroot=None, name="m"):
+    args = ["--dataroot", str(dataroot or env / "data" / "val"), "--checkpoints_dir", str(env / "ckpt"),
+            "--name", name, "--results_dir", str(results), "--loadSize", "32", "--how_many", "3",
+            "--gpu_ids", "-1", "--num_threads", "0", *extra]
+    return test_script.main(args)
+
+
+def read_json(web_dir):
+    with open(web_dir / "metrics.json") as f:
+        return json.load(f, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+@pytest.fixture(scope="module")
+def base(env):
+    """The reference run: flat folder, 3 images, seed 0."""
+    results = env / "res_a"
+    assert run(env, results) == 0
+    return results / "m" / "val_latest"
+
+
+def test_outputs_structure(base, env):
+    report = read_json(base)
+    assert report["name"] == "m" and report["which_epoch"] == "latest" and report["seed"] == 0
+    assert report["how_many"] == 3 and report["num_images"] == 3 and report["num_skipped"] == 0
+    assert report["loadSize"] == 32 and report["mask_cent"] == 0.5 and report["device"] == "cpu"
+    assert list(report["metrics"]) == KEYS
+    settings = report["settings"]
+    assert [s["sample_p"] for s in settings] == [1.0, 0.125, 0.03125]
+    paths = ["chelsea_000.png", "chelsea_001.png", "coffee_000.png"]  # first 3 in sorted order
+    for setting in settings:
+        assert setting["num_images"] == 3
+        assert [image["path"] for image in setting["images"]] == paths
+        assert [image["index"] for image in setting["images"]] == [0, 1, 2]
+        for key in KEYS:
+            values = [image[key] for image in setting["images"]]
+            assert all(isinstance(v, float) and math.isfinite(v) for v in values), (key, values)
+            mean, se = metrics.mean_and_se(values)
+            assert setting[key] == {"mean": mean, "se": se}
+        assert all(0 <= image["auc"] <= 1 and -1 <= image["ssim"] <= 1 for image in setting["images"])
+        assert all(0 < image["entropy"] <= math.log(529) + 1e-6 for image in setting["images"])
+    # Page: title, one anchored section per (image, setting) with the 8 visuals in order.
+    html = (base / "index.html").read_text()
+    assert "<title>Experiment = m, Phase = val, Epoch = latest</title>" in html
+    for index in range(3):
+        for tag in ("1p000", "0p125", "0p031"):
+            anchor = f"{index:08d}_{tag}"
+            assert f'id="{anchor}"' in html
+            positions = [html.index(f'src="images/{anchor}_{label}.png"') for label in LABELS]
+            assert positions == sorted(positions)
+            for label in LABELS:
+                assert (base / "images" / f"{anchor}_{label}.png").is_file()
+    assert html.index('id="00000000_0p031"') < html.index('id="00000001_1p000"')  # image-major, as the original
+    assert "PSNR " in html and "SSIM " in html
+    assert (base / "opt.txt").is_file()
+
+
+def test_metrics_recomputed_from_the_saved_pngs(base):
+    """Every metric but entropy is a function of <id>_real.png and <id>_fake_reg.png; PSNR by hand."""
+    report = read_json(base)
+    for setting in report["settings"]:
+        for image in setting["images"]:
+            anchor = test_script.image_id(image["index"], setting["sample_p"])
+            real = np.asarray(Image.open(base / "images" / f"{anchor}_real.png"))
+            fake = np.asarray(Image.open(base / "images" / f"{anchor}_fake_reg.png"))
+            mse = np.mean((real.astype(np.float64) - fake.astype(np.float64)) ** 2)
+            assert image["psnr"] == 20 * math.log10(255 / math.sqrt(mse))
+            recomputed = test_script.image_metrics(real[None], fake[None], torch.tensor([image["entropy"]]))[0]
+            assert recomputed == {key: image[key] for key in KEYS}
+
+
+def test_same_seed_identical_files_other_seed_changes_only_hinted_settings(base, env, capsys):
+    assert run(env, env / "res_b") == 0  # another results folder: nothing of it leaks into the files
+    out = capsys.readouterr().out
+    for setting in read_json(base)["settings"]:  # the original's printout
+        line = "p=%.3f: %.2f+/-%.2f" % (setting["sample_p"], setting["psnr"]["mean"], setting["psnr"]["se"])
+        assert line + "\n" in out
+    again = env / "res_b" / "m" / "val_latest"
+    assert (again / "metrics.json").read_bytes() == (base / "metrics.json").read_bytes()
+    assert (again / "index.html").read_bytes() == (base / "index.html").read_bytes()
+    assert run(env, env / "res_c", "--seed", "5") == 0
+    other = env / "res_c" / "m" / "val_latest"
+    first, second = read_json(base)["settings"], read_json(other)["settings"]
+    assert first[0]["images"] == second[0]["images"]  # p = 1: no hints, nothing random
+    for tag in ("0p125", "0p031"):
+        hints = [(base / "images" / f"{i:08d}_{tag}_hint_ab.png").read_bytes() != (
+            other / "images" / f"{i:08d}_{tag}_hint_ab.png").read_bytes() for i in range(3)]
+        assert any(hints), tag
+    assert first[2]["images"] != second[2]["images"]
+
+
+def test_nested_folder_batched_short_folder_and_unreadable_file(base, env, tmp_path, capsys):
+    """A nested copy of the flat folder plus a broken file, --batch_size 2, --how_many beyond the folder."""
+    nested = tmp_path / "nested"
+    val = sorted((env / "data" / "val").iterdir())
+    for sub, files in (("a", val[:2]), ("b", val[2:])):
+        (nested / sub).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, nested / sub / f.name)
+    (nested / "b" / "zz_broken.png").write_bytes(b"not a png")  # sorts last: indices 0..3 as in the flat run
+    rc = run(env, tmp_path / "res", "--how_many", "10", "--batch_size", "2", dataroot=nested)
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert "--how_many 10" in captured.out and "holds 5 images" in captured.out
+    assert "skipped 1 unreadable image(s)" in captured.out
+    assert "zz_broken.png" in captured.err and "Traceback" not in captured.err
+    web = tmp_path / "res" / "m" / "val_latest"
+    report = read_json(web)
+    assert report["num_images"] == 4 and report["num_skipped"] == 1
+    assert all(s["num_images"] == 4 for s in report["settings"])
+    paths = [image["path"] for image in report["settings"][0]["images"]]
+    assert paths == ["a/chelsea_000.png", "a/chelsea_001.png", "b/coffee_000.png", "b/coffee_001.png"]
+    # Hints are drawn per image from (seed, index): the same as the flat, unbatched run, byte for byte;
+    # the outputs agree up to the summation order of the batched forward pass.
+    for name in sorted(os.listdir(base / "images")):
+        if name.endswith(("_hint.png", "_hint_ab.png", "_real.png")):
+            assert (web / "images" / name).read_bytes() == (base / "images" / name).read_bytes(), name
+    for flat, batched in zip(read_json(base)["settings"], report["settings"]):
+        for x, y in zip(flat["images"], batched["images"][:3]):
+            assert x["index"] == y["index"]
+            for key in KEYS:
+                assert x[key] == pytest.approx(y[key], rel=1e-3, abs=1e-3), key
+
+
+def test_identical_images_give_null_psnr(env, tmp_path, capsys):
+    """Black images and a net whose regression output is exactly 0: real == fake_reg, PSNR = +inf."""
+    black = tmp_path / "black"
+    black.mkdir()
+    for i in range(2):
+        Image.new("RGB", (40, 40)).save(black / f"{i}.png")
+    torch.manual_seed(0)
+    net = define_G()
+    torch.nn.init.zeros_(net.model_out[0].weight)
+    torch.nn.init.zeros_(net.model_out[0].bias)
+    save_network(net, str(env / "ckpt" / "zero" / "latest_net_G.pth"))
+    assert run(env, tmp_path / "res", dataroot=black, name="zero") == 0
+    assert "p=1.000: inf+/-nan" in capsys.readouterr().out
+    text = (tmp_path / "res" / "zero" / "val_latest" / "metrics.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    for setting in read_json(tmp_path / "res" / "zero" / "val_latest")["settings"]:
+        assert setting["psnr"] == {"mean": None, "se": None}
+        assert setting["ssim"] == {"mean": 1.0, "se": 0.0} and setting["auc"] == {"mean": 1.0, "se": 0.0}
+        assert setting["ciede2000"] == {"mean": 0.0, "se": 0.0}
+        assert all(image["psnr"] is None for image in setting["images"])
+
+
+def test_missing_checkpoint_and_missing_folder_are_one_line_errors(env, tmp_path, capsys):
+    assert run(env, tmp_path, name="nope") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "latest_net_G.pth" in err[0]
+    assert run(env, tmp_path, dataroot=tmp_path / "absent") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "absent" in err[0]
+
+
+def test_page_loads_in_a_browser(base):
+    assert_page_ok(base / "index.html", min_images=3 * 3 * len(LABELS))
