@@ -1,0 +1,141 @@
+"""PSNR against the number of colour hints, plotted against the SIGGRAPH17 curve (paper Figure 6).
+
+    python test_sweep.py --name siggraph_reg2 --dataroot ./dataset/ilsvrc2012/test/
+
+Loads <checkpoints_dir>/<name>/<which_epoch>_net_G.pth (never copies or writes it) and, on a fixed
+subset of --how_many images (default 1000) chosen from --seed, colorizes every image with exactly
+0, 1, 2, 3, 4, 5, 6, 8, ..., 398, 501 random hints (26 levels; each hint a --sample_Ps patch,
+6 x 6 by default, at a normally distributed position, filled with the patch's mean ground-truth
+colour). The 26 copies of an image run through the network as one batch (--batch_size images at a
+time, so 26 x batch_size per forward pass; about 5 GB of CPU memory at 256 x 256 for one image).
+Hints come from a torch.Generator seeded once from --seed, drawn image by image, so results depend
+only on the seed, the images and the device, not on --batch_size.
+
+Writes to <results_dir>/<name>/sweep_<which_epoch>/ (fixed names; the original stamped files
+with MM_DD_HHMM and wrote them into the checkpoint folder):
+  sweep.csv   num_points,psnr_mean,psnr_se (26 rows; SE = std(ddof=1)/sqrt(n), 0 for one image)
+  sweep.json  settings, the evaluated image paths, per-image PSNRs (images x 26), mean and SE
+  sweep.png   our curve and the SIGGRAPH17 reference (resources/psnrs_siggraph.npy), mean +- SE
+  index.html  the plot and a table of the 26 levels against the reference
+PSNR is the original's uint8 PSNR of lab2rgb(L, out_reg) against lab2rgb(L, ground-truth ab),
+clipped to at most 100 dB so that identical images (infinite PSNR) keep every number finite.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from data.datasets import ImageFolderDataset, IndexedSubset, collate_skip_bad, eval_subset
+from data.transforms import eval_transform
+from models import create_model
+from options.test_options import TestOptions
+from util.checkpoint import CheckpointError
+from util.runtime import resolve_device, seed_everything
+from util.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, cat_batches, plot_sweep,
+                        summarize, sweep_hints, write_csv, write_json, write_sweep_page)
+
+
+class SweepOptions(TestOptions):
+    """TestOptions with the sweep's defaults: 1000 test images at 256 x 256, 6 x 6 hint patches."""
+
+    def initialize(self, parser):
+        parser = super().initialize(parser)
+        parser.set_defaults(phase="test", how_many=1000, loadSize=256, sample_Ps=[6])
+        return parser
+
+
+def run_sweep(model, loader: DataLoader, device: torch.device, opt, generator: torch.Generator):
+    """Sweep every image of ``loader``. Returns (dataset indices evaluated, PSNR array images x 26
+    in dB, uncapped, number of unreadable images skipped)."""
+    done, rows, skipped = [], [], 0
+    bar = tqdm(total=len(loader.dataset), desc="sweep", unit="img", dynamic_ncols=True, file=sys.stdout)
+    for images, indices, n_bad in loader:
+        skipped += n_bad
+        bar.update(n_bad)
+        if images.shape[0] == 0:
+            continue
+        rgb = images.to(device, non_blocking=True).float().div_(255.0)
+        batch = cat_batches([sweep_hints(rgb[i:i + 1], SWEEP_NUM_POINTS, sample_Ps=opt.sample_Ps,
+                                         mask_cent=opt.mask_cent, l_cent=opt.l_cent, l_norm=opt.l_norm,
+                                         ab_norm=opt.ab_norm, generator=generator) for i in range(rgb.shape[0])])
+        rows.append(batch_psnr(model, batch).reshape(rgb.shape[0], len(SWEEP_NUM_POINTS)))
+        done.extend(indices.tolist())
+        bar.update(images.shape[0])
+    bar.close()
+    psnrs = np.concatenate(rows) if rows else np.zeros((0, len(SWEEP_NUM_POINTS)))
+    return done, psnrs, skipped
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    opt = SweepOptions().parse(argv)
+    device = resolve_device(opt.gpu_ids)
+    seed_everything(opt.seed)
+    dataroot = opt.dataroot or os.path.join("./dataset/ilsvrc2012", opt.phase)
+    out_dir = os.path.join(opt.results_dir, opt.name, f"sweep_{opt.which_epoch}")
+
+    try:
+        dataset = ImageFolderDataset(dataroot, eval_transform(opt.loadSize), require_classes=False)
+        model = create_model(opt, device)  # loads <checkpoints_dir>/<name>/<which_epoch>_net_G.pth
+    except (FileNotFoundError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    indices = eval_subset(len(dataset), opt.how_many, seed=opt.seed)
+    if len(dataset) < opt.how_many:
+        print(f"note: {dataroot} holds {len(dataset)} images, fewer than --how_many {opt.how_many}; using all of them")
+    print(f"sweeping {len(indices)} of {len(dataset)} images in {dataroot} at {len(SWEEP_NUM_POINTS)} hint counts")
+    loader = DataLoader(IndexedSubset(dataset, indices), batch_size=opt.batch_size, shuffle=False,
+                        num_workers=opt.num_threads, collate_fn=collate_skip_bad,
+                        pin_memory=device.type == "cuda")
+    generator = torch.Generator(device=device).manual_seed(opt.seed)
+    done, raw, skipped = run_sweep(model, loader, device, opt, generator)
+    if skipped:
+        print(f"warning: skipped {skipped} unreadable image(s)", file=sys.stderr)
+    if not done:
+        print(f"error: none of the {len(indices)} chosen images in {dataroot} could be read", file=sys.stderr)
+        return 2
+
+    psnrs = cap_psnr(raw)
+    capped = int((raw > PSNR_CAP_DB).sum())  # +inf included
+    mean, se = summarize(psnrs)
+    os.makedirs(out_dir, exist_ok=True)
+    write_csv(os.path.join(out_dir, "sweep.csv"), SWEEP_NUM_POINTS, mean, se)
+    relpath = lambda i: os.path.relpath(dataset.samples[i][0], dataroot)  # noqa: E731
+    evaluated = set(done)
+    record = {
+        "name": opt.name, "which_epoch": opt.which_epoch,
+        "checkpoint": model.checkpoint_path(opt.which_epoch), "dataroot": dataroot,
+        "how_many": opt.how_many, "num_images": len(done), "loadSize": opt.loadSize, "mask_cent": opt.mask_cent,
+        "sample_Ps": opt.sample_Ps, "seed": opt.seed, "device": device.type,
+        "psnr_cap_db": PSNR_CAP_DB, "num_capped": capped,
+        "se": "std(ddof=1) / sqrt(num_images), 0 for one image",
+        "num_points": SWEEP_NUM_POINTS,
+        "psnr_mean": mean.tolist(), "psnr_se": se.tolist(),
+        "paths": [relpath(i) for i in done],
+        "skipped": [relpath(i) for i in indices if i not in evaluated],
+        "psnr": psnrs.tolist(),
+    }
+    write_json(os.path.join(out_dir, "sweep.json"), record)
+    sizes = sorted(set(opt.sample_Ps))
+    patch = f"{sizes[0]}x{sizes[0]}" if len(sizes) == 1 else "PxP, P in " + ",".join(map(str, sizes))
+    plot_sweep([(opt.name, SWEEP_NUM_POINTS, mean, se)], os.path.join(out_dir, "sweep.png"),
+               title=f"{opt.name} ({opt.which_epoch}): {len(done)} images at {opt.loadSize} px",
+               xlabel=f"Number of hints ({patch} patches)")
+    notes = [f"{len(done)} images from {dataroot} (seed {opt.seed}), {opt.loadSize} x {opt.loadSize}, "
+             f"hint patches {patch}, mask_cent {opt.mask_cent}. Mean ± standard error; PSNR capped at "
+             f"{PSNR_CAP_DB:g} dB ({capped} value(s) capped)."]
+    write_sweep_page(out_dir, f"Experiment = {opt.name}, Sweep, Epoch = {opt.which_epoch}", opt.name,
+                     SWEEP_NUM_POINTS, mean, se, notes=notes)
+    print("mean PSNR [dB] at " + ", ".join(f"{n}: {m:.2f}" for n, m in zip(SWEEP_NUM_POINTS, mean)))
+    print(f"results in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""PSNR against the number of colour hints (the paper's Figure 6; spec section 8.2).
+
+The sweep colorizes each image at 26 hint counts (``SWEEP_NUM_POINTS``), each hint a P x P patch
+(6 x 6 in the paper) filled with the patch-mean ground-truth ab, and records the PSNR of the
+regression output against the ground truth: PSNR(to_uint8(lab2rgb(L, ab)), to_uint8(lab2rgb(L,
+out_reg))), exactly the metric of test.py. The 26 copies of one image go through the network as
+one batch.
+
+Also here, because compare_models.py draws the same figure for several models: the SIGGRAPH17
+reference curve shipped in resources/, the per-level summary (mean, standard error), the CSV
+format and the plot.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from util.checkpoint import atomic_write_text
+from util.color import lab_norm2rgb
+from util.hints import ColorizationBatch, get_colorization_data
+from util.image import to_uint8
+from util.metrics import psnr_uint8
+
+#: resources/psnrs_siggraph.npy: per-image PSNR (1000 x 26) of the original SIGGRAPH17 model.
+REFERENCE_NPY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
+                             "psnrs_siggraph.npy")
+REFERENCE_LABEL = "SIGGRAPH17 (reference)"
+#: Where the 0-hint ("Auto") point is drawn on the log x axis.
+AUTO_X = 0.4
+#: PSNR values are clipped to at most this. Identical uint8 images (MSE 0) would give +inf; the
+#: largest finite value is 20 log10(255 sqrt(3 H W)), 101.1 dB at 256 x 256, so the cap only
+#: touches (near-)perfect reconstructions and keeps every mean, CSV, JSON and plot finite.
+PSNR_CAP_DB = 100.0
+CSV_HEADER = ("num_points", "psnr_mean", "psnr_se")
+#: Colours of the plotted models: matplotlib's tab10 without red, which marks the reference.
+CURVE_COLOURS = tuple(f"tab:{c}" for c in ("blue", "orange", "green", "purple", "brown", "pink", "gray", "olive",
+                                             "cyan"))
+
+Curve = Tuple[str, Sequence[int], Sequence[float], Sequence[float]]
+
+
+def sweep_num_points() -> List[int]:
+    """The 26 hint counts: round(10**x) for x = -0.1, 0.0, ..., 2.7, the first (x = -0.1, which
+    rounds to 1) set to 0, then the unique values in ascending order.
+
+    Gives 0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, 126, 158, 200, 251,
+    316, 398, 501.
+    """
+    exponents = np.round(np.arange(-0.1, 2.7 + 1e-9, 0.1), 10)
+    counts = np.round(10.0 ** exponents).astype(np.int64)
+    counts[0] = 0
+    return np.unique(counts).tolist()
+
+
+SWEEP_NUM_POINTS: List[int] = sweep_num_points()
+
+
+def cap_psnr(psnrs: np.ndarray, cap: float = PSNR_CAP_DB) -> np.ndarray:
+    """Clip PSNR values (dB) to at most ``cap``, turning +inf (identical images) into ``cap``."""
+    return np.minimum(np.asarray(psnrs, dtype=np.float64), cap)
+
+
+def summarize(psnrs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-level mean and standard error of an images x levels PSNR array (dB).
+
+    SE = std(ddof=1) / sqrt(n) over the n images; 0 when n = 1.
+    """
+    psnrs = np.asarray(psnrs, dtype=np.float64)
+    n = psnrs.shape[0]
+    if n == 0:
+        raise ValueError("no images to summarise")
+    mean = psnrs.mean(axis=0)
+    se = psnrs.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
+    return mean, se
+
+
+def load_reference(path: str = REFERENCE_NPY) -> Tuple[List[int], np.ndarray, np.ndarray]:
+    """The SIGGRAPH17 reference curve: (num_points, mean, se) over its 1000 images (dB)."""
+    psnrs = np.load(path)
+    if psnrs.shape != (psnrs.shape[0], len(SWEEP_NUM_POINTS)):
+        raise ValueError(f"{path}: expected images x {len(SWEEP_NUM_POINTS)} PSNRs, got shape {psnrs.shape}")
+    mean, se = summarize(psnrs)
+    return list(SWEEP_NUM_POINTS), mean, se
+
+
+def write_csv(path: str, num_points: Sequence[int], mean: Sequence[float], se: Sequence[float]) -> None:
+    """sweep.csv: header ``num_points,psnr_mean,psnr_se``, one row per level, dB to 6 decimals."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        for n, m, s in zip(num_points, mean, se):
+            writer.writerow((int(n), f"{float(m):.6f}", f"{float(s):.6f}"))
+
+
+def read_csv(path: str) -> Tuple[List[int], np.ndarray, np.ndarray]:
+    """Read a sweep.csv back as (num_points, mean, se)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return ([int(r["num_points"]) for r in rows], np.array([float(r["psnr_mean"]) for r in rows]),
+            np.array([float(r["psnr_se"]) for r in rows]))
+
+
+def write_json(path: str, record: dict) -> None:
+    """Write a sweep record as strict JSON (no NaN/Infinity): one top-level key per line, lists
+    compact, and a list of lists (the per-image PSNRs) one row per line."""
+    lines = []
+    for key, value in record.items():
+        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            rows = ",\n  ".join(json.dumps(v, allow_nan=False) for v in value)
+            text = f"[\n  {rows}\n ]"
+        else:
+            text = json.dumps(value, allow_nan=False)
+        lines.append(f" {json.dumps(key)}: {text}")
+    atomic_write_text(path, "{\n" + ",\n".join(lines) + "\n}\n")
+
+
+# -- the measurement ------------------------------------------------------------------------------
+def sweep_hints(rgb: Tensor, num_points: Sequence[int], *, sample_Ps: Sequence[int], mask_cent: float,
+                l_cent: float = 50.0, l_norm: float = 100.0, ab_norm: float = 110.0,
+                generator: Optional[torch.Generator] = None) -> ColorizationBatch:
+    """One image repeated once per hint count, with exactly num_points[i] random hints in copy i.
+
+    rgb: sRGB in [0, 1], 1 x 3 x H x W (float, on the target device). Hints as in test_sweep of the
+    original: no grayscale filter, normal placement, patch size uniform over sample_Ps, patch-mean
+    colour. Returns a ColorizationBatch of len(num_points) images.
+    """
+    if rgb.dim() != 4 or rgb.shape[0] != 1:
+        raise ValueError(f"expected one image, 1 x 3 x H x W, got {tuple(rgb.shape)}")
+    counts = torch.as_tensor(list(num_points), dtype=torch.long, device=rgb.device)
+    return get_colorization_data(rgb.expand(len(counts), -1, -1, -1), ab_thresh=0.0, num_points=counts,
+                                 sample_Ps=sample_Ps, l_cent=l_cent, l_norm=l_norm, ab_norm=ab_norm,
+                                 mask_cent=mask_cent, generator=generator)
+
+
+def cat_batches(batches: Sequence[ColorizationBatch]) -> ColorizationBatch:
+    """Concatenate colorization batches along the image axis."""
+    if len(batches) == 1:
+        return batches[0]
+    return ColorizationBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in ("A", "B", "hint_B", "mask_B",
+                                                                                     "keep")))
+
+
+@torch.no_grad()
+def batch_psnr(model, batch: ColorizationBatch) -> np.ndarray:
+    """PSNR (dB, uncapped) of the regression colorization of every image of ``batch``.
+
+    model: a Pix2PixModel (its netG, in whatever train/eval mode it is in, and its Lab options).
+    Only the regression head is needed, so this runs netG directly rather than model.forward(),
+    which would also decode the 529-class distribution; the values equal test.py's
+    psnr_uint8(to_uint8(visuals['real']), to_uint8(visuals['fake_reg'])). Returns N values.
+    """
+    opt = model.opt
+    _, ab_pred = model.netG(batch.A, batch.hint_B, batch.mask_B)
+    real = lab_norm2rgb(torch.cat((batch.A, batch.B), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
+    fake = lab_norm2rgb(torch.cat((batch.A, ab_pred.float()), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
+    return psnr_uint8(to_uint8(real), to_uint8(fake))
+
+
+# -- presentation ---------------------------------------------------------------------------------
+def plot_sweep(curves: Sequence[Curve], path: str, *, reference: bool = True, title: Optional[str] = None,
+               xlabel: str = "Number of hints") -> str:
+    """Draw PSNR against the number of hints for several models and save it as an image.
+
+    curves: (label, num_points, mean, se) per model, dB. reference: add the SIGGRAPH17 curve
+    (red). Each curve is its mean with markers and a shaded mean +- SE band; the x axis is
+    logarithmic with the 0-hint point drawn at x = 0.4 and labelled 'Auto'. Returns ``path``.
+    Uses matplotlib's object API (no pyplot state, no backend switch).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
+    series = [(REFERENCE_LABEL, *load_reference(), "tab:red")] if reference else []
+    series += [(label, n, m, s, CURVE_COLOURS[i % len(CURVE_COLOURS)]) for i, (label, n, m, s) in enumerate(curves)]
+    for label, num_points, mean, se, colour in series:
+        x = np.where(np.asarray(num_points) == 0, AUTO_X, np.asarray(num_points, dtype=np.float64))
+        mean, se = np.asarray(mean, dtype=np.float64), np.asarray(se, dtype=np.float64)
+        ax.plot(x, mean, "-o", color=colour, markersize=3, linewidth=1.5, label=label)
+        ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2, linewidth=0)
+    ticks = [AUTO_X, 1, 2, 5, 10, 20, 50, 100, 200, 500]
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, ["Auto"] + [str(t) for t in ticks[1:]])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(0.3, 700)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("PSNR [dB]")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", title="mean ± SE (shaded)", fontsize="small", title_fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[int], mean: Sequence[float],
+                     se: Sequence[float], notes: Sequence[str] = (), image: str = "sweep.png") -> str:
+    """<folder>/index.html: the plot ``image`` (relative to folder) and a table of every level,
+    this model against the SIGGRAPH17 reference (mean +- SE, dB). Returns the page's path."""
+    import dominate
+    from dominate.tags import a, h3, img, p, table, tbody, td, th, thead, tr
+
+    ref_points, ref_mean, ref_se = load_reference()
+    ref = {n: (m, s) for n, m, s in zip(ref_points, ref_mean, ref_se)}
+    doc = dominate.document(title=title)
+    with doc:
+        h3(title)
+        for note in notes:
+            p(note)
+        p(f"{REFERENCE_LABEL}: the original caffe model on 1000 ILSVRC2012 test images at 256 x 256 with 6x6 "
+          "hints (resources/psnrs_siggraph.npy).")
+        img(src=image, style="max-width: 100%; width: 700px;", alt="PSNR against the number of hints")
+        p(a("sweep.csv", href="sweep.csv"), " · ", a("sweep.json", href="sweep.json"))
+        with table(border=1, style="border-collapse: collapse; text-align: right;", cellpadding=4):
+            with thead():
+                with tr():
+                    for heading in ("hints", f"{label} [dB]", f"{REFERENCE_LABEL} [dB]", "difference [dB]"):
+                        th(heading)
+            with tbody():
+                for n, m, s in zip(num_points, mean, se):
+                    r = ref.get(int(n))
+                    with tr():
+                        td("Auto (0)" if n == 0 else str(int(n)))
+                        td(f"{m:.2f} ± {s:.2f}")
+                        td(f"{r[0]:.2f} ± {r[1]:.2f}" if r else "n/a")
+                        td(f"{m - r[0]:+.2f}" if r else "n/a")
+    path = os.path.join(folder, "index.html")
+    with open(path, "w") as f:
+        f.write(doc.render())
+    return path
