@@ -1,0 +1,228 @@
+r"""Colorize your own photos with a trained SIGGRAPH17 model, optionally with user colour hints.
+
+    python colorize.py -i photo.jpg -o photo_color.png --name siggraph_retrained
+    python colorize.py -i photo.jpg -o out.png --name siggraph_caffemodel --mask_cent 0
+    python colorize.py -i photos/ -o colorized/ --checkpoint my_model.pth \
+        --hint 120,40,#3060c0 --hint 200,310,#40a040,3 --hints_json more_hints.json
+
+Model: ``--name NAME`` loads <checkpoints_dir>/NAME/<which_epoch>_net_G.pth (default
+./checkpoints/NAME/latest_net_G.pth); ``--checkpoint FILE`` loads a weight file directly. The
+official caffemodel weights (pretrained_models/download_siggraph_model.sh -> siggraph_caffemodel)
+were trained with an uncentred mask and NEED ``--mask_cent 0``; the default 0.5 is right for the
+retrained official model and for models trained with this code.
+
+Input: an image file or a folder (searched recursively; OUTPUT is then a folder that mirrors the
+tree, every output named <stem>.png, or <name>.png where two inputs share a stem). Any size, colour
+or grayscale, 8/16-bit, with or without alpha (dropped), CMYK, EXIF-rotated: only the lightness is
+kept, at full resolution. For a file, OUTPUT's extension picks the format (.png, .jpg, ...).
+
+Network size: ``--load_size S`` resizes so that the shorter side is S and the aspect ratio is kept,
+both sides rounded to multiples of 8; ``--load_size 0`` runs at the native size (padded up to a
+multiple of 8 by replicating the border, then cropped back; memory and time grow with the pixel
+count, so large photos need a GPU or a --load_size). The predicted ab is upsampled
+bilinearly to the input size and combined with the input's own full-resolution L, so the output
+has the input's exact size. Images are written as 8-bit RGB (truncated, like test.py's images).
+
+Hints: ``--hint X,Y,#rrggbb[,SIZE]`` (repeatable) and/or ``--hints_json FILE`` holding
+``[{"x": 120, "y": 40, "color": "#3060c0", "size": 3}, ...]`` (or ``{"hints": [...]}``). X is the
+column and Y the row in INPUT-image pixels, 0-based. Only the colour's Lab ab is used. SIZE is the
+side of the square hint patch in NETWORK pixels (default 1; the model was trained with 1..9). The
+same hints apply to every input image, so they are mostly useful with a single file. JSON hints
+come first, then the --hint ones; a later hint overwrites an earlier one where they overlap.
+
+Exit status: 0 on success (a folder run that skipped some unreadable images included, they are
+counted at the end); 1 when the image (or every image of a folder) could not be colorized;
+2 for wrong arguments, paths, hints or checkpoints. Errors are one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data.datasets import UnreadableImageError, find_images, load_rgb
+from models.networks import SIGGRAPHGenerator, get_norm_layer
+from util.checkpoint import CheckpointError, load_network
+from util.colorize import Hint, HintError, colorize, load_hints_json, network_size, parse_hint
+from util.image import to_uint8
+from util.runtime import resolve_device
+
+#: JPEG quality when OUTPUT ends in .jpg/.jpeg.
+JPEG_QUALITY = 95
+
+
+class UsageError(Exception):
+    """A wrong argument, path or file given by the user (exit status 2, message is one line)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    summary, _, details = __doc__.partition("\n")
+    parser = argparse.ArgumentParser(
+        description=summary + " IMPORTANT: the official caffemodel weights need --mask_cent 0.",
+        epilog="usage notes:" + details.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-i", "--input", required=True,
+                        help="image file, or folder of images (searched recursively)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output image file (its extension picks the format) for a file INPUT; "
+                             "output folder (mirrors INPUT's tree, .png files) for a folder INPUT")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", metavar="FILE", help="generator weight file (a plain state_dict)")
+    model.add_argument("--name", help="experiment name: loads <checkpoints_dir>/<name>/<which_epoch>_net_G.pth")
+    parser.add_argument("--checkpoints_dir", default=None,
+                        help="where --name's folder is (default ./checkpoints); only with --name")
+    parser.add_argument("--which_epoch", default=None,
+                        help="which checkpoint of --name to load (default latest); only with --name")
+    parser.add_argument("--mask_cent", type=float, default=0.5,
+                        help="subtracted from the {0,1} hint mask (default 0.5: our and the retrained models); "
+                             "THE OFFICIAL CAFFEMODEL WEIGHTS NEED --mask_cent 0")
+    parser.add_argument("--norm", default="batch", choices=["batch", "instance"],
+                        help="normalisation layer the model was trained with (default batch, as the official weights)")
+    parser.add_argument("--hint", action="append", default=[], metavar="X,Y,#rrggbb[,SIZE]",
+                        help="colour hint (repeatable): X = column, Y = row in input pixels (0-based), "
+                             "SIZE = patch side in network pixels (default 1)")
+    parser.add_argument("--hints_json", metavar="FILE",
+                        help='JSON file of hints: [{"x": X, "y": Y, "color": "#rrggbb", "size": SIZE}, ...] '
+                             'or {"hints": [...]}; applied before the --hint ones')
+    parser.add_argument("--load_size", type=int, default=256,
+                        help="shorter side of the network input (aspect kept, sides rounded to multiples "
+                             "of 8; default 256); 0 = native size (padded to a multiple of 8, then cropped back)")
+    parser.add_argument("--gpu_ids", default=None,
+                        help="GPU id, e.g. 0; -1 for CPU. Default: GPU 0 when CUDA is available, else CPU")
+    return parser
+
+
+def checkpoint_path(opt: argparse.Namespace) -> str:
+    if opt.checkpoint is not None:
+        for flag, value in (("--checkpoints_dir", opt.checkpoints_dir), ("--which_epoch", opt.which_epoch)):
+            if value is not None:
+                raise UsageError(f"{flag} only applies with --name, not with --checkpoint")
+        return opt.checkpoint
+    return os.path.join(opt.checkpoints_dir or "./checkpoints", opt.name, f"{opt.which_epoch or 'latest'}_net_G.pth")
+
+
+def read_hints(opt: argparse.Namespace) -> List[Hint]:
+    hints = load_hints_json(opt.hints_json) if opt.hints_json else []
+    return hints + [parse_hint(text) for text in opt.hint]
+
+
+def folder_jobs(input_dir: str, output_dir: str) -> List[Tuple[str, str]]:
+    """(input, output) pairs mirroring input_dir into output_dir as .png files.
+
+    Inputs already under output_dir (an output folder inside the input folder) are left out.
+    Two inputs with the same stem in one folder (a.jpg, a.png) keep their full names (a.jpg.png).
+    """
+    output_abs = os.path.abspath(output_dir)
+    inputs = [p for p in find_images(input_dir)
+              if os.path.commonpath([os.path.abspath(p), output_abs]) != output_abs]
+    stems: Dict[str, int] = {}
+    for path in inputs:
+        stem = os.path.splitext(os.path.relpath(path, input_dir))[0]
+        stems[stem] = stems.get(stem, 0) + 1
+    jobs = []
+    for path in inputs:
+        rel = os.path.relpath(path, input_dir)
+        stem = os.path.splitext(rel)[0]
+        jobs.append((path, os.path.join(output_dir, (rel if stems[stem] > 1 else stem) + ".png")))
+    return jobs
+
+
+def plan_jobs(opt: argparse.Namespace) -> Tuple[List[Tuple[str, str]], bool]:
+    """The (input, output) pairs and whether INPUT is a folder; UsageError for wrong paths."""
+    if os.path.isdir(opt.input):
+        if os.path.exists(opt.output) and not os.path.isdir(opt.output):
+            raise UsageError(f"{opt.output}: INPUT is a folder, so OUTPUT must be a folder, not a file")
+        jobs = folder_jobs(opt.input, opt.output)
+        if not jobs:
+            raise UsageError(f"{opt.input}: no images found")
+        return jobs, True
+    if not os.path.exists(opt.input):
+        raise UsageError(f"{opt.input}: no such file or folder")
+    if os.path.isdir(opt.output):
+        raise UsageError(f"{opt.output}: is a folder; for a single INPUT file give an output file name, "
+                         f"e.g. {os.path.join(opt.output, os.path.splitext(os.path.basename(opt.input))[0] + '.png')}")
+    extension = os.path.splitext(opt.output)[1].lower()
+    if Image.registered_extensions().get(extension) not in Image.SAVE:
+        raise UsageError(f"{opt.output}: cannot tell the image format from the extension "
+                         f"{extension or '(none)'!r}; use e.g. .png or .jpg")
+    if os.path.exists(opt.output) and os.path.samefile(opt.input, opt.output):
+        raise UsageError(f"{opt.output}: would overwrite the input image")
+    return [(opt.input, opt.output)], False
+
+
+def load_generator(path: str, norm: str, device: torch.device) -> SIGGRAPHGenerator:
+    """The generator with the weights of ``path`` (no random init: every weight is overwritten)."""
+    net = SIGGRAPHGenerator(4, 2, norm_layer=get_norm_layer(norm), use_tanh=True)
+    load_network(net, path)
+    return net.to(device).eval()
+
+
+def save_rgb(rgb: torch.Tensor, path: str) -> None:
+    """Write 1 x 3 x H x W sRGB in [0, 1] as an 8-bit RGB file (truncated, see util.image.to_uint8)."""
+    image = Image.fromarray(np.ascontiguousarray(to_uint8(rgb)[0]))
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    extra = {"quality": JPEG_QUALITY} if path.lower().endswith((".jpg", ".jpeg")) else {}
+    image.save(path, **extra)
+
+
+def colorize_file(net: SIGGRAPHGenerator, source: str, target: str, hints: Sequence[Hint], load_size: int,
+                  mask_cent: float, device: torch.device) -> str:
+    """Colorize one file; returns a one-line summary. Raises UnreadableImageError, HintError, OSError."""
+    pil = load_rgb(source)
+    width, height = pil.size
+    rgb = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).unsqueeze(0).to(device).float().div_(255.0)
+    out = colorize(net, rgb, hints, load_size, mask_cent)
+    save_rgb(out, target)
+    net_h, net_w = network_size(height, width, load_size)
+    return f"{source} -> {target} ({width}x{height}, network {net_w}x{net_h})"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    opt = parser.parse_args(argv)
+    try:
+        if opt.load_size < 0:
+            raise UsageError(f"--load_size must be >= 0 (0 = native size), got {opt.load_size}")
+        weights = checkpoint_path(opt)
+        hints = read_hints(opt)
+        jobs, is_folder = plan_jobs(opt)
+        device = resolve_device(opt.gpu_ids)
+        net = load_generator(weights, opt.norm, device)
+    except (UsageError, HintError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    done = skipped = 0
+    for source, target in jobs:
+        try:
+            print(colorize_file(net, source, target, hints, opt.load_size, opt.mask_cent, device))
+            done += 1
+            continue
+        except UnreadableImageError as e:
+            problem, status = f"unreadable image {e}", 1
+        except HintError as e:
+            problem, status = f"{source}: {e}", 2
+        except OSError as e:
+            problem, status = f"{target}: cannot write ({e})", 1
+        except torch.OutOfMemoryError:
+            print(f"error: {source}: out of GPU memory; use a smaller --load_size", file=sys.stderr)
+            return 1
+        if not is_folder:
+            print(f"error: {problem}", file=sys.stderr)
+            return status
+        print(f"warning: skipping {problem}", file=sys.stderr)
+        skipped += 1
+    if is_folder:
+        print(f"colorized {done} of {len(jobs)} image(s) into {opt.output}"
+              + (f"; skipped {skipped} that could not be colorized (see the warnings above)" if skipped else ""))
+    return 0 if done else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
