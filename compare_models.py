@@ -1,0 +1,210 @@
+"""One HTML report comparing several colorization models.
+
+    python compare_models.py --names siggraph_caffemodel siggraph_reg2 siggraph_reg2_sat \
+        --probes siggraph_caffemodel=./probes/pretrained siggraph_reg2=./probes/baseline \
+        --out ./results/comparison
+
+For each name it reads what the evaluation scripts wrote under --results_dir:
+  <results_dir>/<name>/val_<which_epoch>/metrics.json    (test.py)
+  <results_dir>/<name>/sweep_<which_epoch>/sweep.csv     (test_sweep.py)
+and, for names given with --probes NAME=DIR, DIR/results.json (train_linear_classifiers.py).
+It writes <out>/index.html with: every sweep curve on one plot with the SIGGRAPH17 reference,
+the sweep table, a table of every test metric per model and hint setting (mean +- standard
+error), probe accuracy per layer per model (table and plot), and links to each model's pages.
+A missing result is shown as such; the report fails (one line, exit 2) only when none is found.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import dominate
+from dominate.tags import a, h1, h2, h3, img, li, p, table, tbody, td, th, thead, tr, ul
+
+from util.checkpoint import atomic_write_text
+from util.sweep import plot_sweep, read_csv
+
+LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+
+
+def read_json(path: str) -> Optional[dict]:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_sweep(path: str) -> Optional[Dict[str, list]]:
+    """sweep.csv -> {'num_points': [...], 'mean': [...], 'se': [...]} (None if absent)."""
+    if not os.path.isfile(path):
+        return None
+    num_points, mean, se = read_csv(path)
+    return {"num_points": list(num_points), "mean": list(mean), "se": list(se)}
+
+
+def gather(name: str, results_dir: str, which_epoch: str, probe_dir: Optional[str]) -> dict:
+    """Everything known about one model: its metrics, sweep, probe results and page paths."""
+    val_dir = os.path.join(results_dir, name, f"val_{which_epoch}")
+    sweep_dir = os.path.join(results_dir, name, f"sweep_{which_epoch}")
+    return {
+        "name": name,
+        "metrics": read_json(os.path.join(val_dir, "metrics.json")),
+        "sweep": read_sweep(os.path.join(sweep_dir, "sweep.csv")),
+        "probes": read_json(os.path.join(probe_dir, "results.json")) if probe_dir else None,
+        "pages": {label: path for label, path in (("test page", os.path.join(val_dir, "index.html")),
+                                                  ("sweep page", os.path.join(sweep_dir, "index.html")))
+                  if os.path.isfile(path)},
+    }
+
+
+def fmt(stat: Optional[dict]) -> str:
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    return f"{stat['mean']:.3f} ± {stat.get('se', 0.0):.3f}"
+
+
+def plot_probes(models: List[dict], path: str) -> bool:
+    """Validation top-1 against layer, one line per model with probe results; False if none."""
+    from matplotlib.figure import Figure
+
+    with_probes = [m for m in models if m["probes"]]
+    if not with_probes:
+        return False
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for m in with_probes:
+        layers = [layer for layer in LAYERS if layer in m["probes"]["layers"]]
+        ax.plot([LAYERS.index(layer) + 1 for layer in layers],
+                [100 * m["probes"]["layers"][layer]["val_top1"] for layer in layers], marker="o", label=m["name"])
+    ax.set_xticks(range(1, 6), LAYERS)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("validation top-1 [%]")
+    ax.set_title("Linear classification on frozen features")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def _cells(row_tag, values) -> None:
+    with tr():
+        for v in values:
+            row_tag(v)
+
+
+def write_report(models: List[dict], out_dir: str, which_epoch: str) -> str:
+    """Write <out_dir>/index.html (+ its PNGs) for the gathered models; return the page path."""
+    os.makedirs(out_dir, exist_ok=True)
+    curves = [(m["name"], m["sweep"]["num_points"], m["sweep"]["mean"], m["sweep"]["se"]) for m in models if m["sweep"]]
+    sweep_png = None
+    if curves:
+        sweep_png = "sweep.png"
+        plot_sweep(curves, os.path.join(out_dir, sweep_png), reference=True)
+    probes_png = "probes.png" if plot_probes(models, os.path.join(out_dir, "probes.png")) else None
+
+    doc = dominate.document(title="Colorization model comparison")
+    with doc:
+        h1("Colorization model comparison")
+        p(f"Models: {', '.join(m['name'] for m in models)}; checkpoints '{which_epoch}'.")
+        h2("Pages")
+        with ul():
+            for m in models:
+                with li(m["name"] + ": "):
+                    if not m["pages"]:
+                        p("no pages found")
+                    for label, path in m["pages"].items():
+                        a(label, href=os.path.relpath(path, out_dir))
+                        p(" ", style="display:inline")
+
+        h2("PSNR against the number of hints (test_sweep.py)")
+        if sweep_png:
+            img(src=sweep_png, style="width:640px")
+            levels = curves[0][1]
+            with table(border=1, style="border-collapse: collapse;"):
+                with thead():
+                    _cells(th, ["hints"] + [c[0] for c in curves])
+                with tbody():
+                    for i, n in enumerate(levels):
+                        _cells(td, ["Auto" if n == 0 else str(n)] +
+                               [f"{c[2][i]:.2f} ± {c[3][i]:.2f}" if i < len(c[2]) else "n/a" for c in curves])
+        else:
+            p("No sweep results found.")
+
+        h2("Test metrics (test.py), mean ± standard error")
+        with_metrics = [m for m in models if m["metrics"]]
+        if with_metrics:
+            ps = sorted({s["sample_p"] for m in with_metrics for s in m["metrics"]["settings"]}, reverse=True)
+            names = [k for k, v in with_metrics[0]["metrics"]["settings"][0].items() if isinstance(v, dict) and "mean" in v]
+            for sample_p in ps:
+                h3(f"sample_p = {sample_p:g}")
+                with table(border=1, style="border-collapse: collapse;"):
+                    with thead():
+                        _cells(th, ["model", "images"] + names)
+                    with tbody():
+                        for m in with_metrics:
+                            setting = next((s for s in m["metrics"]["settings"] if s["sample_p"] == sample_p), {})
+                            _cells(td, [m["name"], str(setting.get("num_images", "n/a"))] +
+                                   [fmt(setting.get(k)) for k in names])
+        else:
+            p("No test metrics found.")
+
+        h2("Linear probes on frozen features (train_linear_classifiers.py)")
+        with_probes = [m for m in models if m["probes"]]
+        if with_probes:
+            if probes_png:
+                img(src=probes_png, style="width:480px")
+            with table(border=1, style="border-collapse: collapse;"):
+                with thead():
+                    _cells(th, ["model", "protocol", "classes"] + [f"{l} top-1 / top-5" for l in LAYERS])
+                with tbody():
+                    for m in with_probes:
+                        r = m["probes"]
+                        cells = []
+                        for layer in LAYERS:
+                            v = r["layers"].get(layer)
+                            cells.append("n/a" if v is None else
+                                         f"{100 * v['val_top1']:.1f} / " +
+                                         (f"{100 * v['val_top5']:.1f}" if v.get("val_top5") is not None else "n/a"))
+                        _cells(td, [m["name"], str(r.get("protocol")), str(r.get("num_classes"))] + cells)
+        else:
+            p("No probe results found.")
+    path = os.path.join(out_dir, "index.html")
+    atomic_write_text(path, doc.render())
+    return path
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--names", nargs="+", required=True, help="model names (folders under --results_dir)")
+    parser.add_argument("--results_dir", default="./results/", help="where test.py and test_sweep.py wrote")
+    parser.add_argument("--which_epoch", default="latest", help="which checkpoint the evaluations used")
+    parser.add_argument("--probes", nargs="*", default=[], metavar="NAME=DIR",
+                        help="linear-probe output folder (--linear_checkpoints) of a model")
+    parser.add_argument("--out", default="./results/comparison", help="report folder")
+    args = parser.parse_args(argv)
+
+    probe_dirs = {}
+    for item in args.probes:
+        name, sep, folder = item.partition("=")
+        if not sep or name not in args.names:
+            parser.error(f"--probes expects NAME=DIR with NAME one of --names (got {item!r})")
+        probe_dirs[name] = folder
+    models = [gather(n, args.results_dir, args.which_epoch, probe_dirs.get(n)) for n in args.names]
+    for m in models:
+        missing = [k for k in ("metrics", "sweep") if m[k] is None] + (["probes"] if m["name"] in probe_dirs and not m["probes"] else [])
+        if missing:
+            print(f"note: {m['name']}: no {', '.join(missing)} results found", file=sys.stderr)
+    if not any(m["metrics"] or m["sweep"] or m["probes"] for m in models):
+        print(f"error: no results found for {', '.join(args.names)} under {args.results_dir}", file=sys.stderr)
+        return 2
+    path = write_report(models, args.out, args.which_epoch)
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""compare_models.py on real outputs of test.py and test_sweep.py (tiny data, CPU)."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+import compare_models
+import test_sweep
+from models.networks import define_G
+from scripts import make_sample_dataset
+from tests.browser import assert_page_ok
+from util.checkpoint import save_network
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("test_script_cmp", os.path.join(REPO, "test.py"))
+test_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_script)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Two models evaluated by test.py and test_sweep.py, and probe results for one of them."""
+    root = tmp_path_factory.mktemp("compare")
+    make_sample_dataset.main(["--out_path", str(root / "data"), "--size", "40", "--per_image", "1",
+                              "--val_per_image", "1"])
+    common = ["--dataroot", str(root / "data" / "val"), "--checkpoints_dir", str(root / "ckpt"),
+              "--results_dir", str(root / "results"), "--loadSize", "32", "--how_many", "2", "--gpu_ids", "-1",
+              "--num_threads", "0"]
+    for seed, name in ((0, "alpha"), (1, "beta")):
+        torch.manual_seed(seed)
+        save_network(define_G(), str(root / "ckpt" / name / "latest_net_G.pth"))
+        assert test_script.main(common + ["--name", name]) == 0
+        assert test_sweep.main(common + ["--name", name, "--sample_Ps", "6"]) == 0
+    probes = {"protocol": "corrected", "num_classes": 4,
+              "layers": {f"conv{i}": {"val_top1": 0.25 + 0.1 * i, "val_top5": 1.0, "train_top1": 0.3 + 0.1 * i}
+                         for i in range(1, 6)}}
+    os.makedirs(root / "probes_alpha")
+    (root / "probes_alpha" / "results.json").write_text(json.dumps(probes))
+    return root
+
+
+def test_report(study, capsys):
+    out = study / "report"
+    assert compare_models.main(["--names", "alpha", "beta", "--results_dir", str(study / "results"),
+                                "--probes", f"alpha={study / 'probes_alpha'}", "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    assert (out / "sweep.png").stat().st_size > 0 and (out / "probes.png").stat().st_size > 0
+    # Every model appears with links to its pages, relative to the report.
+    for name in ("alpha", "beta"):
+        assert f'href="../results/{name}/val_latest/index.html"' in html
+        assert f'href="../results/{name}/sweep_latest/index.html"' in html
+    # The sweep table has the 26 levels; the value of alpha at 0 hints is its sweep.csv's.
+    first_row = (study / "results" / "alpha" / "sweep_latest" / "sweep.csv").read_text().splitlines()[1]
+    _n, mean, se = first_row.split(",")
+    assert "<td>Auto</td>" in html and f"{float(mean):.2f} ± {float(se):.2f}" in html
+    assert html.count("<td>501</td>") == 1
+    # The metric tables: one per hint setting, both models, the test.py metric names.
+    metrics = json.loads((study / "results" / "beta" / "val_latest" / "metrics.json").read_text())
+    for setting in metrics["settings"]:
+        assert f"sample_p = {setting['sample_p']:g}" in html
+        assert f"{setting['psnr']['mean']:.3f} ± {setting['psnr']['se']:.3f}" in html
+    assert "<th>ssim</th>" in html and "<th>ciede2000</th>" in html
+    # Probe results for alpha only: conv5 val top-1 75.0%, top-5 100.0%.
+    assert "75.0 / 100.0" in html and "corrected" in html
+    assert "note: beta" not in capsys.readouterr().err  # beta has metrics and a sweep
+    assert_page_ok(out / "index.html", min_images=2)
+
+
+def test_missing_results_are_noted_and_none_is_an_error(study, capsys):
+    out = study / "report2"
+    assert compare_models.main(["--names", "alpha", "gamma", "--results_dir", str(study / "results"),
+                                "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "note: gamma: no metrics, sweep results found" in err
+    assert "No probe results found." in (out / "index.html").read_text()
+    assert compare_models.main(["--names", "gamma", "--results_dir", str(study / "results"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "note: gamma: no metrics, sweep results found",
+        f"error: no results found for gamma under {study / 'results'}"]
+    with pytest.raises(SystemExit):
+        compare_models.main(["--names", "alpha", "--probes", "zeta=/nowhere"])
