@@ -66,7 +66,7 @@ from models import create_model
 from options.test_options import TestOptions
 from util import metrics
 from util.checkpoint import CheckpointError, atomic_write_text
-from util.hints import ColorizationBatch, get_colorization_data
+from util.hints import ColorizationBatch, cat_batches, get_colorization_data
 from util.html import HTML
 from util.image import save_image, to_uint8
 from util.runtime import resolve_device, save_options, seed_everything
@@ -108,7 +108,7 @@ def hinted_batch(rgb: torch.Tensor, sample_p: float, generators: Sequence[torch.
                                    l_cent=opt.l_cent, l_norm=opt.l_norm, ab_norm=opt.ab_norm,
                                    mask_cent=opt.mask_cent, generator=g)
              for i, g in enumerate(generators)]
-    return ColorizationBatch(*(torch.cat([getattr(b, f) for b in parts]) for f in ("A", "B", "hint_B", "mask_B", "keep")))
+    return cat_batches(parts)
 
 
 def image_metrics(real: np.ndarray, fake: np.ndarray, entropy: torch.Tensor) -> List[Dict[str, float]]:

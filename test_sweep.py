@@ -36,8 +36,9 @@ from data.transforms import eval_transform
 from models import create_model
 from options.test_options import TestOptions
 from util.checkpoint import CheckpointError
+from util.hints import cat_batches
 from util.runtime import resolve_device, seed_everything
-from util.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, cat_batches, plot_sweep,
+from util.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, plot_sweep,
                         summarize, sweep_hints, write_csv, write_json, write_sweep_page)
 
 

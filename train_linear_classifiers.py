@@ -81,7 +81,7 @@ from data.datasets import ImageFolderDataset, RandomSubsetSampler, collate_skip_
 from data.transforms import center_crop_transform, train_transform
 from models import probes
 from models.networks import define_G
-from util.checkpoint import CheckpointError, atomic_torch_save, load_network
+from util.checkpoint import CheckpointError, atomic_torch_save, atomic_write_text, load_network
 from util.runtime import resolve_device, save_options, seed_everything
 
 METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
@@ -561,8 +561,7 @@ def run(opt, parser) -> int:
                            "grid": list(probes.GRIDS[layer])} for layer in opt.layers},
         "data": outcome["data"], "seconds": round(time.time() - start, 2),
     }
-    with open(os.path.join(opt.linear_checkpoints, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    atomic_write_text(os.path.join(opt.linear_checkpoints, "results.json"), json.dumps(results, indent=2) + "\n")
     plot_accuracy(results, os.path.join(opt.linear_checkpoints, "accuracy_by_layer.png"),
                   f"{opt.name}: linear probes ({opt.protocol}, {len(train_set.classes)} classes)")
     for layer in opt.layers:

@@ -387,3 +387,45 @@ def test_shell_script_smoke_two_models_present(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "| pretrained | corrected |" in summary and "| saturation | corrected |" in summary
     assert (out / "summary.png").is_file()
+
+
+def test_which_epoch_dtype_subsets_lr_seed_and_head_batch(setup, tmp_path, monkeypatch):
+    """The remaining flags each have their effect: --which_epoch picks the file, --cache_dtype the
+    stored dtype, --max_dataset_size_validation the number of validation images, --lr 0 leaves the
+    heads at their seeded init, --seed and --head_batch_size change the training."""
+    root, data = setup
+    ckpt = tmp_path / "ck"
+    torch.manual_seed(0)
+    save_network(define_G(), str(ckpt / "rand" / "3_net_G.pth"))  # only epoch 3 exists
+    cache = tmp_path / "cache"
+
+    def run(out, *extra):
+        args = probe_args(data, ckpt, tmp_path / out, "--which_epoch", "3", "--layers", "conv2", "--niter", "2",
+                          "--cache_dir", str(cache), "--cache_dtype", "float32", "--max_dataset_size_validation", "5",
+                          *extra)
+        assert tlc.main(args) == 0
+        return json.loads((tmp_path / out / "results.json").read_text())
+
+    frozen = run("frozen", "--lr", "0", "--seed", "1")
+    assert frozen["data"]["val_samples"] == 5 and frozen["checkpoint"].endswith("3_net_G.pth")
+    entry = torch.load(cache / sorted(os.listdir(cache))[0], weights_only=True)
+    assert entry["features"]["conv2"].dtype == torch.float32
+    last = torch.load(tmp_path / "frozen" / "conv2_last.pth", weights_only=True)
+    torch.manual_seed(12345)  # the head's init must come from --seed, not the global RNG
+    again = run("frozen_again", "--lr", "0", "--seed", "1")
+    assert all(torch.equal(v, torch.load(tmp_path / "frozen_again" / "conv2_last.pth", weights_only=True)[k])
+               for k, v in last.items())
+    assert again["layers"]["conv2"]["val_loss"] == frozen["layers"]["conv2"]["val_loss"]
+    # lr 0: nothing is learned, every epoch is the same
+    log = read_jsonl(tmp_path / "frozen" / "log.jsonl")
+    assert len(log) == 2 and json.dumps(log[0]["layers"]["conv2"]["val_loss"]) == json.dumps(log[1]["layers"]["conv2"]["val_loss"])
+
+    counter = BackboneCounter(monkeypatch)
+    a = run("a", "--seed", "1")
+    c = run("c", "--seed", "1", "--head_batch_size", "7")
+    assert counter.calls == 0  # both from the float32 cache written by the first run
+    b = run("b", "--seed", "2")
+    assert counter.calls > 0  # the seed also draws the augmented training views: a new cache entry
+    assert a["layers"]["conv2"]["val_loss"] != b["layers"]["conv2"]["val_loss"]
+    assert a["layers"]["conv2"]["val_loss"] != c["layers"]["conv2"]["val_loss"]
+    assert a["layers"]["conv2"]["val_loss"] != frozen["layers"]["conv2"]["val_loss"]

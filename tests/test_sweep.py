@@ -250,3 +250,24 @@ def test_missing_inputs_are_one_line_errors(setup, tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("error: ")
     assert ("7_net_G.pth: no such checkpoint file" if case == "checkpoint" else "dataset folder not found") in err[0]
     assert not (tmp_path / "res").exists()
+
+
+def test_colour_hint_and_page_options_reach_the_sweep(setup, tmp_path, monkeypatch):
+    """--mask_cent (0 for the caffemodel weights), the Lab constants and --sample_Ps reach the hint
+    batches; --which_epoch picks the checkpoint and names the output folder."""
+    import shutil
+
+    os.makedirs(setup / "ckpt" / "other", exist_ok=True)
+    shutil.copy(setup / "ckpt" / NAME / "latest_net_G.pth", setup / "ckpt" / "other" / "5_net_G.pth")
+    seen = []
+    real = test_sweep.sweep_hints
+    monkeypatch.setattr(test_sweep, "sweep_hints", lambda rgb, counts, **kw: seen.append(kw) or real(rgb, counts, **kw))
+    args = sweep_args(setup, tmp_path, "--mask_cent", "0", "--ab_norm", "100", "--l_norm", "90", "--l_cent", "45",
+                      "--how_many", "1", "--which_epoch", "5")
+    args[args.index(NAME)] = "other"
+    assert test_sweep.main(args) == 0
+    assert len(seen) == 1
+    assert (seen[0]["mask_cent"], seen[0]["ab_norm"], seen[0]["l_norm"], seen[0]["l_cent"], list(seen[0]["sample_Ps"])) \
+        == (0, 100, 90, 45, [6])
+    record = json.loads((tmp_path / "other" / "sweep_5" / "sweep.json").read_text())
+    assert record["mask_cent"] == 0 and record["checkpoint"].endswith("5_net_G.pth")

@@ -194,3 +194,24 @@ def test_missing_checkpoint_and_missing_folder_are_one_line_errors(env, tmp_path
 
 def test_page_loads_in_a_browser(base):
     assert_page_ok(base / "index.html", min_images=3 * 3 * len(LABELS))
+
+
+def test_model_colour_and_page_options_are_used(env, tmp_path, monkeypatch, capsys):
+    """--which_epoch picks the file and names the folder, --phase too; --suffix renames; the colour
+    and hint options reach the batch; --display_winsize sizes the page; --verbose prints the net."""
+    os.makedirs(env / "ckpt" / "m_s", exist_ok=True)
+    shutil.copy(env / "ckpt" / "m" / "latest_net_G.pth", env / "ckpt" / "m_s" / "7_net_G.pth")
+    seen = []
+    real = test_script.get_colorization_data
+    monkeypatch.setattr(test_script, "get_colorization_data", lambda rgb, **kw: seen.append(kw) or real(rgb, **kw))
+    assert run(env, tmp_path, "--which_epoch", "7", "--suffix", "s", "--phase", "holdout", "--mask_cent", "0",
+               "--ab_norm", "100", "--l_norm", "90", "--l_cent", "45", "--sample_Ps", "2", "3",
+               "--display_winsize", "123", "--verbose", "--how_many", "1") == 0
+    assert "SIGGRAPHGenerator(" in capsys.readouterr().out
+    web = tmp_path / "m_s" / "holdout_7"
+    report = read_json(web)
+    assert report["name"] == "m_s" and report["which_epoch"] == "7" and report["mask_cent"] == 0
+    assert len(seen) == 3  # one image, three settings
+    for kw in seen:
+        assert (kw["mask_cent"], kw["ab_norm"], kw["l_norm"], kw["l_cent"], list(kw["sample_Ps"])) == (0, 100, 90, 45, [2, 3])
+    assert "width:123px" in (web / "index.html").read_text()

@@ -49,6 +49,14 @@ class ColorizationBatch:
     keep: Tensor
 
 
+def cat_batches(batches: Sequence[ColorizationBatch]) -> ColorizationBatch:
+    """Concatenate colorization batches along the image axis (``keep`` too)."""
+    if len(batches) == 1:
+        return batches[0]
+    fields = ("A", "B", "hint_B", "mask_B", "keep")
+    return ColorizationBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in fields))
+
+
 def colorful_mask(ab: Tensor, ab_thresh: float, ab_norm: float = 110.0) -> Tensor:
     """Which images are colourful enough to train on (the original's grayscale filter).
 

@@ -138,14 +138,6 @@ def sweep_hints(rgb: Tensor, num_points: Sequence[int], *, sample_Ps: Sequence[i
                                  mask_cent=mask_cent, generator=generator)
 
 
-def cat_batches(batches: Sequence[ColorizationBatch]) -> ColorizationBatch:
-    """Concatenate colorization batches along the image axis."""
-    if len(batches) == 1:
-        return batches[0]
-    return ColorizationBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in ("A", "B", "hint_B", "mask_B",
-                                                                                     "keep")))
-
-
 @torch.no_grad()
 def batch_psnr(model, batch: ColorizationBatch) -> np.ndarray:
     """PSNR (dB, uncapped) of the regression colorization of every image of ``batch``.
