@@ -46,8 +46,9 @@ import torch
 from PIL import Image
 
 from data.datasets import UnreadableImageError, find_images, load_rgb
-from models.networks import SIGGRAPHGenerator, get_norm_layer
-from util.checkpoint import CheckpointError, load_network
+from models import load_generator
+from models.networks import SIGGRAPHGenerator
+from util.checkpoint import CheckpointError
 from util.colorize import Hint, HintError, colorize, load_hints_json, network_size, parse_hint
 from util.image import to_uint8
 from util.runtime import resolve_device
@@ -152,13 +153,6 @@ def plan_jobs(opt: argparse.Namespace) -> Tuple[List[Tuple[str, str]], bool]:
     if os.path.exists(opt.output) and os.path.samefile(opt.input, opt.output):
         raise UsageError(f"{opt.output}: would overwrite the input image")
     return [(opt.input, opt.output)], False
-
-
-def load_generator(path: str, norm: str, device: torch.device) -> SIGGRAPHGenerator:
-    """The generator with the weights of ``path`` (no random init: every weight is overwritten)."""
-    net = SIGGRAPHGenerator(4, 2, norm_layer=get_norm_layer(norm), use_tanh=True)
-    load_network(net, path)
-    return net.to(device).eval()
 
 
 def save_rgb(rgb: torch.Tensor, path: str) -> None:

@@ -79,9 +79,8 @@ from tqdm import tqdm
 
 from data.datasets import ImageFolderDataset, RandomSubsetSampler, collate_skip_bad, eval_subset
 from data.transforms import center_crop_transform, train_transform
-from models import probes
-from models.networks import define_G
-from util.checkpoint import CheckpointError, atomic_torch_save, atomic_write_text, load_network
+from models import load_generator, probes
+from util.checkpoint import CheckpointError, atomic_torch_save, atomic_write_text
 from util.runtime import resolve_device, save_options, seed_everything
 
 METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
@@ -532,8 +531,7 @@ def run(opt, parser) -> int:
         raise ProbeError(f"{opt.dataroot}: needs at least 2 class folders (found {len(train_set.classes)})")
 
     ckpt_path = os.path.join(opt.checkpoints_dir, opt.name, f"{opt.which_epoch}_net_G.pth")
-    net = define_G()
-    load_network(net, ckpt_path)
+    net = load_generator(ckpt_path)
     trunk = probes.FrozenTrunk(net, opt.layers).to(device)
     del net  # keeps only model1..model<k> alive
 

@@ -17,3 +17,17 @@ def create_model(opt, device: torch.device):
     else:
         model.eval()
     return model
+
+
+def load_generator(path: str, norm: str = "batch", device=None):
+    """A SIGGRAPHGenerator holding the weights of ``path`` (loaded strictly and safely), in eval mode.
+
+    No random initialisation first: every weight is overwritten. Raises
+    util.checkpoint.CheckpointError (one-line message) if the file does not fit.
+    """
+    from models.networks import SIGGRAPHGenerator, get_norm_layer
+    from util.checkpoint import load_network
+
+    net = SIGGRAPHGenerator(4, 2, norm_layer=get_norm_layer(norm), use_tanh=True)
+    load_network(net, path)
+    return (net.to(device) if device is not None else net).eval()
