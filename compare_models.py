@@ -24,11 +24,9 @@ from typing import Dict, List, Optional, Sequence
 import dominate
 from dominate.tags import a, h1, h2, h3, img, li, p, table, tbody, td, th, thead, tr, ul
 
+from models.probes import LAYERS, plot_val_top1_by_layer
 from util.checkpoint import atomic_write_text
 from util.sweep import plot_sweep, read_csv
-
-LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
-
 
 def read_json(path: str) -> Optional[dict]:
     if not os.path.isfile(path):
@@ -66,30 +64,6 @@ def fmt(stat: Optional[dict]) -> str:
     return f"{stat['mean']:.3f} ± {stat.get('se', 0.0):.3f}"
 
 
-def plot_probes(models: List[dict], path: str) -> bool:
-    """Validation top-1 against layer, one line per model with probe results; False if none."""
-    from matplotlib.figure import Figure
-
-    with_probes = [m for m in models if m["probes"]]
-    if not with_probes:
-        return False
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for m in with_probes:
-        layers = [layer for layer in LAYERS if layer in m["probes"]["layers"]]
-        ax.plot([LAYERS.index(layer) + 1 for layer in layers],
-                [100 * m["probes"]["layers"][layer]["val_top1"] for layer in layers], marker="o", label=m["name"])
-    ax.set_xticks(range(1, 6), LAYERS)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("validation top-1 [%]")
-    ax.set_title("Linear classification on frozen features")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return True
-
-
 def _cells(row_tag, values) -> None:
     with tr():
         for v in values:
@@ -104,7 +78,11 @@ def write_report(models: List[dict], out_dir: str, which_epoch: str) -> str:
     if curves:
         sweep_png = "sweep.png"
         plot_sweep(curves, os.path.join(out_dir, sweep_png), reference=True)
-    probes_png = "probes.png" if plot_probes(models, os.path.join(out_dir, "probes.png")) else None
+    probe_results = {m["name"]: m["probes"] for m in models if m["probes"]}
+    probes_png = None
+    if probe_results:
+        probes_png = "probes.png"
+        plot_val_top1_by_layer(probe_results, os.path.join(out_dir, probes_png))
 
     doc = dominate.document(title="Colorization model comparison")
     with doc:

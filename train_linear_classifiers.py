@@ -204,14 +204,12 @@ class ProbeLogger:
 
 def plot_accuracy(results: Mapping, path: str, title: str) -> None:
     """Validation top-1/top-5 and training top-1 (%) against layer, with the chance level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     layers = list(results["layers"])
     x = range(len(layers))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    fig = Figure(figsize=(5.5, 3.8), dpi=120)
+    ax = fig.subplots()
     for metric, style, label in (("val_top1", "o-", "val top-1"), ("val_top5", "s-", "val top-5"),
                                  ("train_top1", "o--", "train top-1")):
         ax.plot(x, [100 * results["layers"][layer][metric] for layer in layers], style, label=label)
@@ -225,18 +223,12 @@ def plot_accuracy(results: Mapping, path: str, title: str) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def summarize(runs: Mapping[str, str], out_dir: str) -> str:
     """Combine finished runs (label -> --linear_checkpoints folder; folders without results.json
     are left out) into <out_dir>/summary.json, summary.md (a table of val top-1/top-5 per layer) and
     summary.png (val top-1 against layer, one line per model: the study's figure). Returns the table."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     results = {}
     for label, folder in runs.items():
         path = os.path.join(folder, "results.json")
@@ -247,27 +239,14 @@ def summarize(runs: Mapping[str, str], out_dir: str) -> str:
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(results, f, indent=2)
     lines = ["| model | protocol | " + " | ".join(probes.LAYERS) + " |", "|---|---|" + "---|" * len(probes.LAYERS)]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
     for label, r in results.items():
         cells = [f"{100 * r['layers'][layer]['val_top1']:.1f} / {100 * r['layers'][layer]['val_top5']:.1f}"
                  if layer in r["layers"] else "-" for layer in probes.LAYERS]
         lines.append(f"| {label} | {r['protocol']} | " + " | ".join(cells) + " |")
-        layers = [layer for layer in probes.LAYERS if layer in r["layers"]]
-        ax.plot([probes.LAYERS.index(layer) for layer in layers],
-                [100 * r["layers"][layer]["val_top1"] for layer in layers], "o-", label=label)
     table = "\n".join(lines + ["", "val top-1 / top-5 (%) at the last epoch"])
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(table + "\n")
-    ax.set_xticks(range(len(probes.LAYERS)), probes.LAYERS)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("val top-1 accuracy (%)")
-    ax.set_title("Linear classification on frozen features", fontsize=9)
-    ax.grid(alpha=0.3)
-    if results:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "summary.png"))
-    plt.close(fig)
+    probes.plot_val_top1_by_layer(results, os.path.join(out_dir, "summary.png"))
     return table
 
 

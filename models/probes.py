@@ -398,3 +398,30 @@ def extract_features(trunk: FrozenTrunk, loader: DataLoader, device: torch.devic
 def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
     """Cosine decay from base_lr (epoch 0) towards 0 (never reached) over ``epochs`` epochs."""
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+def plot_val_top1_by_layer(results: Mapping[str, Mapping], path: str,
+                           title: str = "Linear classification on frozen features") -> str:
+    """The study's figure: validation top-1 (%) against layer, one line per model.
+
+    results: label -> a results.json of train_linear_classifiers.py. Returns ``path``. Uses
+    matplotlib's object API (no pyplot state, no backend switch).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.8), dpi=120)
+    ax = fig.subplots()
+    for label, r in results.items():
+        layers = [layer for layer in LAYERS if layer in r["layers"]]
+        ax.plot([LAYERS.index(layer) for layer in layers], [100 * r["layers"][layer]["val_top1"] for layer in layers],
+                "o-", label=label)
+    ax.set_xticks(range(len(LAYERS)), LAYERS)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("val top-1 accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if results:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
