@@ -87,63 +87,88 @@ def sample_hint_counts(
     return torch.floor(torch.log(u) / torch.log1p(torch.tensor(-p, dtype=torch.float64, device=device))).long()
 
 
-def add_color_patches(
-    ab: Tensor,
+@dataclass
+class HintGeometry:
+    """Where the hints of a batch go, drawn before any image is looked at (int64 tensors).
+
+    Attributes:
+        counts: hints per image, length T.
+        patch: patch side of hint k of image t, T x K (K = max count; entries k >= counts[t] unused).
+        top, left: top-left corner (row, column) of each patch, T x K.
+    """
+
+    counts: Tensor
+    patch: Tensor
+    top: Tensor
+    left: Tensor
+
+    def rows(self, index: Tensor) -> "HintGeometry":
+        """The geometry of images ``index`` (int64 or bool index into the T rows)."""
+        return HintGeometry(self.counts[index], self.patch[index], self.top[index], self.left[index])
+
+
+def sample_hint_geometry(
+    total: int,
+    height: int,
+    width: int,
     p: float = 0.125,
     num_points: Optional[Union[int, Tensor]] = None,
     sample_Ps: Sequence[int] = DEFAULT_SAMPLE_PS,
     samp: str = "normal",
-    use_avg: bool = True,
     generator: Optional[torch.Generator] = None,
-) -> tuple[Tensor, Tensor]:
-    """Sample random hint patches from ground-truth ab.
+    device: Union[str, torch.device] = "cpu",
+) -> HintGeometry:
+    """Draw hint counts, patch sizes and positions for ``total`` images of height x width pixels.
 
-    Args:
-        ab: normalised ground-truth ab, N x 2 x H x W.
-        p: geometric parameter of the hint count (used when ``num_points`` is None).
-        num_points: exact number of hints, an int for every image or an int64 tensor of length N.
-        sample_Ps: candidate square patch sizes, drawn uniformly; each must be <= min(H, W).
-        samp: 'normal' (the original's centred placement) or 'uniform'.
-        use_avg: fill a patch with its mean ground-truth ab (True, the original's default) or
-            copy the ground-truth pixels (False).
-        generator: torch.Generator on ``ab.device`` (None: the global RNG).
-
-    Returns:
-        (hint_ab, mask): N x 2 x H x W normalised hint ab (0 outside hints) and the uncentred
-        N x 1 x H x W mask in {0, 1}, both of ab's dtype.
+    The draws depend only on (total, height, width, the options, the generator state), never on
+    image content, so every process of a data-parallel run can draw the geometry of the whole
+    global batch from the same generator and keep its own rows of it. num_points: an exact count
+    for every image (int) or per image (int64 tensor of length ``total``); None draws geometric
+    counts with parameter p.
     """
-    n, _, height, width = ab.shape
-    device = ab.device
     sizes = torch.as_tensor(list(sample_Ps), dtype=torch.long, device=device)
     if sizes.numel() == 0 or int(sizes.min()) < 1 or int(sizes.max()) > min(height, width):
         raise ValueError(f"sample_Ps must be in 1..{min(height, width)} for {height}x{width} images, got {list(sample_Ps)}")
     if samp not in ("normal", "uniform"):
         raise ValueError(f"samp must be 'normal' or 'uniform', got {samp!r}")
-
     if num_points is None:
-        counts = sample_hint_counts(n, p, generator, device)
+        counts = sample_hint_counts(total, p, generator, device)
     else:
-        counts = torch.as_tensor(num_points, dtype=torch.long, device=device).expand(n).clone()
+        counts = torch.as_tensor(num_points, dtype=torch.long, device=device).expand(total).clone()
+    k_max = int(counts.max()) if total else 0
+    if k_max == 0:
+        empty = torch.zeros(total, 0, dtype=torch.long, device=device)
+        return HintGeometry(counts, empty, empty, empty)
+    patch = sizes[torch.randint(len(sample_Ps), (total, k_max), generator=generator, device=device)]  # T x K
+    span = (torch.tensor([height, width], device=device) - patch.unsqueeze(-1) + 1).to(torch.float64)  # T x K x 2
+    if samp == "normal":
+        z = torch.randn(total, k_max, 2, generator=generator, device=device, dtype=torch.float64)
+        pos = (span / 2 + z * span / 4).clamp(min=torch.zeros_like(span), max=span - 1)
+    else:
+        pos = torch.rand(total, k_max, 2, generator=generator, device=device, dtype=torch.float64) * span
+    pos = pos.floor().long().minimum(span.long() - 1)  # T x K x 2, top-left (h, w)
+    return HintGeometry(counts, patch, pos[..., 0], pos[..., 1])
+
+
+def paint_hints(ab: Tensor, geometry: HintGeometry, sample_Ps: Sequence[int] = DEFAULT_SAMPLE_PS,
+                use_avg: bool = True) -> tuple[Tensor, Tensor]:
+    """Paint the hint patches of ``geometry`` (one row per image of ``ab``) from ground-truth ab.
+
+    ab: normalised ab, N x 2 x H x W. Returns (hint_ab, mask) as :func:`add_color_patches`.
+    """
+    n, _, height, width = ab.shape
+    device = ab.device
+    counts, patch, top, left = geometry.counts, geometry.patch, geometry.top, geometry.left
     k_max = int(counts.max()) if n else 0
     hint_ab = torch.zeros_like(ab)
     mask = torch.zeros(n, 1, height, width, dtype=ab.dtype, device=device)
     if k_max == 0:
         return hint_ab, mask
-
+    patch, top, left = patch[:, :k_max], top[:, :k_max], left[:, :k_max]
     valid = torch.arange(k_max, device=device).unsqueeze(0) < counts.unsqueeze(1)  # N x K
-    size_idx = torch.randint(len(sample_Ps), (n, k_max), generator=generator, device=device)
-    patch = sizes[size_idx]  # N x K
-    span = (torch.tensor([height, width], device=device) - patch.unsqueeze(-1) + 1).to(torch.float64)  # N x K x 2
-    if samp == "normal":
-        z = torch.randn(n, k_max, 2, generator=generator, device=device, dtype=torch.float64)
-        pos = (span / 2 + z * span / 4).clamp(min=torch.zeros_like(span), max=span - 1)
-    else:
-        pos = torch.rand(n, k_max, 2, generator=generator, device=device, dtype=torch.float64) * span
-    pos = pos.floor().long().minimum(span.long() - 1)  # N x K x 2, top-left (h, w)
-    top, left = pos[..., 0], pos[..., 1]
 
     # Which hint paints each pixel: the highest-numbered valid patch covering it ("later wins").
-    p_max = int(sizes.max())
+    p_max = int(max(sample_Ps))
     offs = torch.arange(p_max, device=device)
     dy, dx = offs.view(1, 1, p_max, 1), offs.view(1, 1, 1, p_max)
     inside = (dy < patch[..., None, None]) & (dx < patch[..., None, None]) & valid[..., None, None]
@@ -173,6 +198,36 @@ def add_color_patches(
     return hint_ab, mask
 
 
+def add_color_patches(
+    ab: Tensor,
+    p: float = 0.125,
+    num_points: Optional[Union[int, Tensor]] = None,
+    sample_Ps: Sequence[int] = DEFAULT_SAMPLE_PS,
+    samp: str = "normal",
+    use_avg: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[Tensor, Tensor]:
+    """Sample random hint patches from ground-truth ab.
+
+    Args:
+        ab: normalised ground-truth ab, N x 2 x H x W.
+        p: geometric parameter of the hint count (used when ``num_points`` is None).
+        num_points: exact number of hints, an int for every image or an int64 tensor of length N.
+        sample_Ps: candidate square patch sizes, drawn uniformly; each must be <= min(H, W).
+        samp: 'normal' (the original's centred placement) or 'uniform'.
+        use_avg: fill a patch with its mean ground-truth ab (True, the original's default) or
+            copy the ground-truth pixels (False).
+        generator: torch.Generator on ``ab.device`` (None: the global RNG).
+
+    Returns:
+        (hint_ab, mask): N x 2 x H x W normalised hint ab (0 outside hints) and the uncentred
+        N x 1 x H x W mask in {0, 1}, both of ab's dtype.
+    """
+    n, _, height, width = ab.shape
+    geometry = sample_hint_geometry(n, height, width, p, num_points, sample_Ps, samp, generator, ab.device)
+    return paint_hints(ab, geometry, sample_Ps, use_avg)
+
+
 def get_colorization_data(
     rgb: Tensor,
     *,
@@ -186,29 +241,41 @@ def get_colorization_data(
     ab_norm: float = 110.0,
     mask_cent: float = 0.5,
     generator: Optional[torch.Generator] = None,
+    rows: Optional[Tensor] = None,
+    total: Optional[int] = None,
 ) -> Optional[ColorizationBatch]:
     """Build a colorization batch from RGB images on their device.
 
     Args:
         rgb: sRGB in [0, 1], N x 3 x H x W (float). Convert uint8 with ``x.float() / 255``.
         ab_thresh: grayscale filter threshold in Lab units (5 in training, 0 disables it).
-        p, num_points, sample_Ps, samp: hint sampling, see :func:`add_color_patches`.
+        p, num_points, sample_Ps, samp: hint sampling, see :func:`add_color_patches`; a
+            per-image num_points tensor has one entry per geometry row (length ``total``).
         l_cent, l_norm, ab_norm: Lab normalisation.
         mask_cent: subtracted from the {0, 1} mask fed to the network (0.5 default; 0 for the
             original caffe weights).
         generator: torch.Generator on rgb's device for the hints.
+        rows, total: the hint geometry is drawn for ``total`` images (default N) and image i gets
+            row ``rows[i]`` (default i). Data-parallel training passes each process's rows of the
+            global batch, so that the processes together get the hints of one process holding the
+            whole batch. The geometry is drawn before the grayscale filter, so the generator
+            advances by the same amount whatever is dropped.
 
     Returns:
         A :class:`ColorizationBatch` of the kept images, or None when the filter drops all.
     """
+    n, _, height, width = rgb.shape
+    total = n if total is None else total
+    rows = torch.arange(n, device=rgb.device) if rows is None else rows.to(rgb.device)
+    geometry = sample_hint_geometry(total, height, width, p, num_points, sample_Ps, samp, generator, rgb.device)
+    if n == 0:
+        return None
     lab = rgb2lab_norm(rgb, l_cent, l_norm, ab_norm)
     keep = colorful_mask(lab[:, 1:], ab_thresh, ab_norm)
     if not bool(keep.any()):
         return None
     if not bool(keep.all()):
-        lab = lab[keep]
-        if isinstance(num_points, Tensor) and num_points.dim() > 0:
-            num_points = num_points.to(keep.device)[keep]
+        lab, rows = lab[keep], rows[keep]
     ab = lab[:, 1:]
-    hint_ab, mask = add_color_patches(ab, p, num_points, sample_Ps, samp, True, generator)
+    hint_ab, mask = paint_hints(ab, geometry.rows(rows), sample_Ps, use_avg=True)
     return ColorizationBatch(A=lab[:, :1], B=ab, hint_B=hint_ab, mask_B=mask - mask_cent, keep=keep)
