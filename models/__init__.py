@@ -2,20 +2,24 @@
 import torch
 
 
-def create_model(opt, device: torch.device):
+def create_model(opt, device: torch.device, dist_info=None, wrap: bool = True):
     """A Pix2PixModel for ``opt`` on ``device``, set up: weights loaded when evaluating (always)
     or training with --load_model, in train mode for training and eval mode otherwise.
 
+    dist_info: util.distributed.DistInfo of a torchrun process (None: one process).
+    wrap: apply DDP / torch.compile now (model.wrap()); train.py wraps later, after resuming.
     Raises util.checkpoint.CheckpointError (one-line message) if the weights cannot be loaded.
     """
     from models.pix2pix_model import Pix2PixModel
 
-    model = Pix2PixModel(opt, device)
+    model = Pix2PixModel(opt, device, dist_info)
     model.setup()
     if model.is_train:
         model.train()
     else:
         model.eval()
+    if wrap:
+        model.wrap()
     return model
 
 

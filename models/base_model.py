@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from models.networks import get_scheduler
-from util.checkpoint import load_network, save_network
+from util.checkpoint import CheckpointError, apply_state_dict, load_network, save_network, unwrap
+from util.distributed import DistInfo
+from util.perf import first_line, maybe_compile, warn_eager
+
+T = TypeVar("T")
 
 
 class LossSmoother:
@@ -23,6 +28,12 @@ class LossSmoother:
         self.alpha = alpha
         self.sums: Dict[str, float] = {}
         self.calls = 0
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.calls = dict(state["sums"]), int(state["calls"])
 
     def update(self, values: Dict[str, float]) -> "OrderedDict[str, float]":
         self.calls += 1
@@ -44,10 +55,16 @@ class BaseModel:
     loss_names: List[str] = []
     visual_names: List[str] = []
 
-    def __init__(self, opt, device: torch.device):
+    def __init__(self, opt, device: torch.device, dist_info: Optional[DistInfo] = None):
         self.opt = opt
         self.device = device
+        self.dist = dist_info or DistInfo()
         self.is_train = getattr(opt, "isTrain", False)
+        self.amp = getattr(opt, "amp", False)
+        self.channels_last = getattr(opt, "channels_last", False)
+        self.scaler: Optional[torch.amp.GradScaler] = None
+        self._eager_netG: Optional[nn.Module] = None
+        self._compile_pending = False
         self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.netG: nn.Module
         self.optimizers: List[torch.optim.Optimizer] = []
@@ -69,6 +86,35 @@ class BaseModel:
         n_params = sum(p.numel() for p in self.netG.parameters())
         print(f"[Network G] Total number of parameters : {n_params / 1e6:.3f} M")
 
+    def wrap(self) -> None:
+        """Once the weights are in place: DistributedDataParallel when training under torchrun,
+        then torch.compile under --compile. ``netG`` becomes the wrapper; its parameters are the
+        bare network's, which checkpoints always save (util.checkpoint.unwrap)."""
+        net = self.netG
+        if self.is_train and self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(net, device_ids=device_ids)
+        self._eager_netG = net
+        self.netG = maybe_compile(net, self.device, getattr(self.opt, "compile", False))
+        self._compile_pending = self.netG is not net
+
+    def call_guarded(self, fn: Callable[[], T]) -> T:
+        """``fn()``; if it is the first call of a compiled generator and compiling fails, warn in
+        one line and redo it in eager mode (the compiler only runs on the first call)."""
+        if not self._compile_pending:
+            return fn()
+        try:
+            result = fn()
+        except Exception as e:  # inductor/dynamo raise many types; a real bug re-raises below
+            warn_eager(f"compiling failed ({first_line(e)})")
+            self.netG = self._eager_netG
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            self._compile_pending = False
+            return fn()
+        self._compile_pending = False
+        return result
+
     def train(self) -> None:
         self.netG.train()
 
@@ -78,9 +124,12 @@ class BaseModel:
     @torch.no_grad()
     def test(self, compute_losses: bool = True) -> None:
         """Forward without gradients (and the logged metrics unless compute_losses is False)."""
-        self.forward()
-        if compute_losses:
-            self.compute_losses()
+        def run() -> None:
+            self.forward()
+            if compute_losses:
+                self.compute_losses()
+
+        self.call_guarded(run)
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_path(self, which_epoch) -> str:
@@ -95,6 +144,34 @@ class BaseModel:
         path = self.checkpoint_path(which_epoch)
         print(f"loading the model from {path}")
         load_network(self.netG, path)
+
+    def training_state(self) -> dict:
+        """What a resume point needs from the model: weights (CPU, bare key names), optimizers,
+        schedulers, GradScaler and the loss smoothing."""
+        return {
+            "net": OrderedDict((k, v.detach().cpu()) for k, v in unwrap(self.netG).state_dict().items()),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "smoother": self._smoother.state_dict(),
+        }
+
+    def load_training_state(self, state: dict, source: str) -> None:
+        """Undo :meth:`training_state` (before :meth:`wrap`); ``source`` names the file in errors."""
+        apply_state_dict(self.netG, state["net"], source)
+        if len(state["optimizers"]) != len(self.optimizers):
+            raise CheckpointError(f"{source}: {len(state['optimizers'])} optimizer state(s), this model has "
+                                  f"{len(self.optimizers)}")
+        try:
+            for optimizer, saved in zip(self.optimizers, state["optimizers"]):
+                optimizer.load_state_dict(saved)
+            for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+                scheduler.load_state_dict(saved)
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{source}: optimizer or scheduler state does not fit ({first_line(e)})") from None
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self._smoother.load_state_dict(state["smoother"])
 
     # -- schedule and reporting ---------------------------------------------------------------
     def update_learning_rate(self, metric: float = None) -> float:
@@ -112,6 +189,9 @@ class BaseModel:
         """The metrics of the latest forward, unsmoothed, as floats (names in loss_names order)."""
         return OrderedDict((name, float(self.losses[name])) for name in self.loss_names)
 
-    def get_current_losses(self) -> "OrderedDict[str, float]":
-        """The smoothed metrics for printing; call once per print event (it advances the EMA)."""
-        return self._smoother.update(self.get_current_loss_values())
+    def get_current_losses(self, values: Optional[Dict[str, float]] = None) -> "OrderedDict[str, float]":
+        """The smoothed metrics for printing; call once per print event (it advances the EMA).
+
+        values: the raw metrics to smooth (default: this process's latest, get_current_loss_values();
+        train.py passes their mean over the processes of a torchrun)."""
+        return self._smoother.update(self.get_current_loss_values() if values is None else values)

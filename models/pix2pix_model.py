@@ -15,6 +15,7 @@ Loss (spec section 5.2, plus the fork's saturation term):
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,9 @@ from torch import Tensor
 from models.base_model import BaseModel
 from models.networks import define_G
 from util.color import decode_max_ab, decode_mean, encode_ab_ind, hsv_saturation, lab_norm2rgb
+from util.distributed import DistInfo, any_flag, convert_sync_batchnorm
 from util.hints import ColorizationBatch
+from util.perf import autocast, grad_scaler, to_memory_format
 
 #: Pixels of one 176 x 176 training crop: the normalisation of S_reg (see module docstring).
 SAT_REF_PIXELS = 176 * 176
@@ -60,16 +63,22 @@ class Pix2PixModel(BaseModel):
     visual_names = ["gray", "real", "fake_max", "fake_mean", "fake_reg", "hint", "real_ab", "fake_ab_max",
                     "fake_ab_mean", "fake_ab_reg", "mask", "hint_ab", "fake_entr"]
 
-    def __init__(self, opt, device: torch.device):
-        super().__init__(opt, device)
+    def __init__(self, opt, device: torch.device, dist_info: Optional[DistInfo] = None):
+        super().__init__(opt, device, dist_info)
         # Evaluation options have no init_type/classification: the weights are loaded and the
         # forward pass is the same in both modes.
         init_type = getattr(opt, "init_type", "normal")
-        self.netG = define_G(4, opt.norm, init_type, getattr(opt, "classification", False), device)
+        net = define_G(4, opt.norm, init_type, getattr(opt, "classification", False), device)
+        if getattr(opt, "sync_bn", False) and self.dist.enabled:
+            net = convert_sync_batchnorm(net, device)  # before the optimizer: it makes new modules
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.netG = net
         print(f"initialize network with {init_type}")
         if self.is_train:
             self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=(opt.beta1, 0.999))
             self.optimizers = [self.optimizer_G]
+            self.scaler = grad_scaler(device, self.amp)
         else:
             self.netG.eval()
         self.lambda_A = getattr(opt, "lambda_A", 1.0)
@@ -91,9 +100,16 @@ class Pix2PixModel(BaseModel):
         self.mask_B_nc = self.mask_B + self.opt.mask_cent  # {0, 1}, for losses and visuals
         self.real_B_enc = encode_ab_ind(self.real_B[:, :, ::4, ::4], **self._ab_kw())
 
+    def run_generator(self, A: Tensor, hint_B: Tensor, mask_B: Tensor) -> tuple[Tensor, Tensor]:
+        """netG(A, hint_B, mask_B) with this run's --channels_last and --amp: (class logits
+        N x 529 x H/4 x W/4, regression ab N x 2 x H x W), in the autocast dtype under --amp."""
+        args = [to_memory_format(t, self.channels_last) for t in (A, hint_B, mask_B)]
+        with autocast(self.device, self.amp):
+            return self.netG(*args)
+
     def forward(self) -> None:
         """Run the generator: fake_B_class (N x 529 x H/4 x W/4 logits), fake_B_reg (N x 2 x H x W)."""
-        self.fake_B_class, self.fake_B_reg = self.netG(self.real_A, self.hint_B, self.mask_B)
+        self.fake_B_class, self.fake_B_reg = self.run_generator(self.real_A, self.hint_B, self.mask_B)
         self._derived()
 
     @torch.no_grad()
@@ -140,12 +156,40 @@ class Pix2PixModel(BaseModel):
         self.loss_G = loss_G
         return loss_G
 
-    def optimize_parameters(self) -> None:
-        """One Adam step on loss_G = G_CE * lambda_A + G_L1_reg + lambda_sat * S_reg."""
+    def optimize_parameters(self) -> bool:
+        """One Adam step on loss_G = G_CE * lambda_A + G_L1_reg + lambda_sat * S_reg.
+
+        Returns False, leaving the weights and the optimizer state untouched, when the loss or a
+        gradient is not finite (under torchrun: on any process, so that all skip together). With
+        a float16 GradScaler an overflowing gradient is the scaler's business (it skips the step
+        and lowers the scale) and is not counted; a non-finite loss still is.
+        """
+        return self.call_guarded(self._step)
+
+    def _step(self) -> bool:
         self.forward()
         self.optimizer_G.zero_grad(set_to_none=True)
-        self.compute_losses().backward()
-        self.optimizer_G.step()
+        loss = self.compute_losses()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer_G)
+            finite = torch.isfinite(loss.detach())
+        else:
+            loss.backward()
+            params = [p for p in self.netG.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))  # the norm only: nothing is clipped
+            finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+        if bool(any_flag(~finite.view(1), self.dist)):
+            self.optimizer_G.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()  # after unscale_, lowers the scale for the next step
+            return False
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer_G)
+            self.scaler.update()
+        else:
+            self.optimizer_G.step()
+        return True
 
     @torch.no_grad()
     def get_current_visuals(self) -> "OrderedDict[str, Tensor]":

@@ -29,7 +29,8 @@ class BaseOptions:
                             help="image folder; default ./dataset/ilsvrc2012/<phase>/")
         parser.add_argument("--phase", type=str, default="val",
                             help="sub-folder of ./dataset/ilsvrc2012/ used when --dataroot is not given")
-        parser.add_argument("--batch_size", type=int, default=25, help="images per batch")
+        parser.add_argument("--batch_size", type=int, default=25,
+                            help="images per batch; under torchrun per process (the global batch is this x WORLD_SIZE)")
         parser.add_argument("--loadSize", type=int, default=256, help="resize images to this size first")
         parser.add_argument("--num_threads", type=int, default=4, help="DataLoader worker processes")
         # model
@@ -48,6 +49,13 @@ class BaseOptions:
         parser.add_argument("--sample_Ps", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8, 9],
                             help="candidate hint patch sizes, drawn uniformly")
         parser.add_argument("--display_winsize", type=int, default=256, help="image width in the HTML pages (px)")
+        # speed (util/perf.py); all off by default, so the default run is the fp32 eager computation
+        parser.add_argument("--amp", action="store_true",
+                            help="mixed precision: the generator in bfloat16 where supported, else float16 with a "
+                                 "GradScaler; losses, colour conversion and metrics stay float32")
+        parser.add_argument("--channels_last", action="store_true", help="NHWC memory layout for weights and inputs")
+        parser.add_argument("--compile", action="store_true",
+                            help="torch.compile the generator (eager with a one-line warning where unsupported)")
         return parser
 
     def make_parser(self) -> argparse.ArgumentParser:

@@ -66,10 +66,33 @@ def atomic_write_text(path: str, text: str) -> None:
     _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list:
+    """Keys of the floating-point tensors of ``state`` holding a NaN or an infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def save_checked(obj, path: str) -> None:
+    """atomic_torch_save, with any failure (read-only folder, full disk, ...) as a one-line
+    CheckpointError; the file at ``path`` is then the previous one, untouched."""
+    try:
+        atomic_torch_save(obj, path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot save ({e.strerror or type(e).__name__}"
+                              f"{': ' + e.filename if e.filename and e.filename != path else ''})") from None
+
+
 def save_network(net: nn.Module, path: str) -> None:
-    """Save the bare network's state_dict (CPU tensors, original key names) atomically."""
+    """Save the bare network's state_dict (CPU tensors, original key names) atomically.
+
+    Raises CheckpointError (one line) if a weight is not finite (nothing is written) or the
+    file cannot be written (the previous file stays intact).
+    """
     state = OrderedDict((k, v.detach().cpu()) for k, v in unwrap(net).state_dict().items())
-    atomic_torch_save(state, path)
+    bad = nonfinite_keys(state)
+    if bad:
+        raise CheckpointError(f"{path}: not saved, non-finite values in {', '.join(bad[:5])}"
+                              f"{f' (+{len(bad) - 5} more)' if len(bad) > 5 else ''}")
+    save_checked(state, path)
 
 
 def read_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
@@ -111,8 +134,14 @@ def load_network(net: nn.Module, path: str) -> None:
     as the original's loader did; any other missing or unexpected key, or a shape mismatch, is a
     CheckpointError naming the keys.
     """
+    apply_state_dict(net, read_state_dict(path), path)
+
+
+def apply_state_dict(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """load_network's checks and strict load of an in-memory state_dict read from ``source``
+    (named in the errors)."""
     target = unwrap(net)
-    state = read_state_dict(path)
+    state = OrderedDict(state)
     expected = target.state_dict()
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state:
@@ -127,5 +156,5 @@ def load_network(net: nn.Module, path: str) -> None:
             if keys:
                 shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
                 parts.append(f"{label}: {shown}")
-        raise CheckpointError(f"{path}: does not fit the network; " + "; ".join(parts))
+        raise CheckpointError(f"{source}: does not fit the network; " + "; ".join(parts))
     target.load_state_dict(state, strict=True)

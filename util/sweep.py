@@ -142,13 +142,14 @@ def sweep_hints(rgb: Tensor, num_points: Sequence[int], *, sample_Ps: Sequence[i
 def batch_psnr(model, batch: ColorizationBatch) -> np.ndarray:
     """PSNR (dB, uncapped) of the regression colorization of every image of ``batch``.
 
-    model: a Pix2PixModel (its netG, in whatever train/eval mode it is in, and its Lab options).
-    Only the regression head is needed, so this runs netG directly rather than model.forward(),
+    model: a Pix2PixModel (its generator with the run's --amp/--channels_last/--compile, in
+    whatever train/eval mode it is in, and its Lab options). Only the regression head is needed,
+    so this runs the generator directly rather than model.forward(),
     which would also decode the 529-class distribution; the values equal test.py's
     psnr_uint8(to_uint8(visuals['real']), to_uint8(visuals['fake_reg'])). Returns N values.
     """
     opt = model.opt
-    _, ab_pred = model.netG(batch.A, batch.hint_B, batch.mask_B)
+    _, ab_pred = model.call_guarded(lambda: model.run_generator(batch.A, batch.hint_B, batch.mask_B))
     real = lab_norm2rgb(torch.cat((batch.A, batch.B), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
     fake = lab_norm2rgb(torch.cat((batch.A, ab_pred.float()), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
     return psnr_uint8(to_uint8(real), to_uint8(fake))
