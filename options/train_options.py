@@ -20,7 +20,8 @@ class TrainOptions(BaseOptions):
         parser.set_defaults(phase="train")
         parser.add_argument("--fineSize", type=int, default=176, help="then crop to this size (a multiple of 8)")
         parser.add_argument("--max_dataset_size", type=int, default=None,
-                            help="use at most this many images per epoch (a fresh random subset each epoch)")
+                            help="use at most this many images per epoch (a fresh random subset each epoch); "
+                                 "under torchrun over all processes together")
         parser.add_argument("--init_type", type=str, default="normal",
                             choices=["normal", "xavier", "kaiming", "orthogonal"], help="weight initialisation")
         parser.add_argument("--classification", action="store_true",
@@ -51,6 +52,20 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--avg_loss_alpha", type=float, default=0.986,
                             help="EMA factor of the printed losses (bias-corrected, updated per print)")
         parser.add_argument("--no_html", action="store_true", help="do not write the training HTML page")
+        # reliability
+        parser.add_argument("--resume", action="store_true",
+                            help="continue exactly from <checkpoints_dir>/<name>/resume_state.pth (weights, optimizer, "
+                                 "schedule, position in the epoch, RNG states), written every --save_latest_freq "
+                                 "images, at each epoch end and on SIGTERM/SIGINT; starts afresh if there is none")
+        parser.add_argument("--deterministic", action="store_true",
+                            help="deterministic algorithms only (slower on CUDA): with --resume a killed run ends "
+                                 "bit-identical to an uninterrupted one")
+        parser.add_argument("--max_nonfinite", type=int, default=10,
+                            help="stop after this many consecutive steps with a non-finite loss or gradient "
+                                 "(each is skipped: the weights are not updated)")
+        # data-parallel training under torchrun (util/distributed.py)
+        parser.add_argument("--sync_bn", action="store_true",
+                            help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm)")
         return parser
 
     def check(self, opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -66,6 +81,6 @@ class TrainOptions(BaseOptions):
             parser.error(f"--sample_Ps must not exceed --fineSize {opt.fineSize}")
         if opt.niter + opt.niter_decay <= opt.epoch_count:
             parser.error("--niter + --niter_decay must be larger than --epoch_count (no epoch to train)")
-        for flag in ("print_freq", "display_freq", "save_latest_freq", "save_epoch_freq"):
+        for flag in ("print_freq", "display_freq", "save_latest_freq", "save_epoch_freq", "max_nonfinite"):
             if getattr(opt, flag) < 1:
                 parser.error(f"--{flag} must be at least 1")

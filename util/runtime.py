@@ -35,6 +35,24 @@ def resolve_device(gpu_ids: Optional[str]) -> torch.device:
     return torch.device("cuda", ids[0])
 
 
+def wants_cuda(gpu_ids: Optional[str]) -> bool:
+    """Does --gpu_ids ask for a GPU (default: yes when CUDA is available)?"""
+    if gpu_ids is None:
+        return torch.cuda.is_available()
+    return any(int(x) >= 0 for x in str(gpu_ids).split(",") if x.strip() != "")
+
+
+def make_deterministic() -> None:
+    """Deterministic algorithms only (an op without one raises), no cuDNN autotuning.
+
+    Bit-identical results then depend only on the inputs, the seeds and the thread count.
+    CUBLAS_WORKSPACE_CONFIG must be set before CUDA starts, so call this first.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Dict, Mapping
 
 import torch
 
+from util.checkpoint import atomic_write_text
 from util.html import HTML
 from util.image import save_image, tensor2im
 
@@ -36,6 +38,28 @@ class Visualizer:
             os.makedirs(self.img_dir, exist_ok=True)
         with open(self.log_name, "a") as f:
             f.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+
+    def rewind(self, iters: int, labels) -> None:
+        """Prepare for a run resumed at image count ``iters``: drop the log entries written after
+        it (the resumed run writes them again) and list the epochs whose ``labels`` visuals are
+        already on disk, so the page keeps them."""
+        if os.path.isfile(self.log_name):
+            with open(self.log_name) as f:
+                lines = f.readlines()
+            keep = [line for line in lines if not (m := re.match(r"\(epoch: \d+, iters: (\d+),", line))
+                    or int(m.group(1)) <= iters]
+            atomic_write_text(self.log_name, "".join(keep))
+        if os.path.isfile(self.jsonl_name):
+            with open(self.jsonl_name) as f:
+                records = [line for line in f if line.strip()]
+            keep = [line for line in records if json.loads(line).get("iters", 0) <= iters]
+            atomic_write_text(self.jsonl_name, "".join(keep))
+        if self.use_html:
+            epochs = {int(m.group(1)) for name in os.listdir(self.img_dir) if (m := re.match(r"epoch(\d+)_", name))}
+            for ep in epochs:
+                found = [label for label in labels if os.path.isfile(os.path.join(self.img_dir, f"epoch{ep:03d}_{label}.png"))]
+                if found:
+                    self.saved[ep] = found
 
     def display_current_results(self, visuals: Mapping[str, torch.Tensor], epoch: int) -> None:
         """Save the first image of each visual as web/images/epoch%03d_<label>.png and rebuild the page
