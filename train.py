@@ -38,8 +38,9 @@ from data.samplers import EpochSampler, SeededItems
 from data.transforms import train_transform
 from models import create_model
 from options.train_options import TrainOptions
-from util.checkpoint import CheckpointError
-from util.distributed import DistInfo, any_flag, cleanup, init_distributed, mean_over_processes, sum_over_processes
+from util.checkpoint import CheckpointError, unwrap
+from util.distributed import (DistInfo, any_flag, cleanup, init_distributed, mean_over_processes, replicas_in_sync,
+                              sum_over_processes)
 from util.hints import get_colorization_data, sample_hint_geometry
 from util.resume import (RESUME_FILE, StopSignals, changed_options, ignore_stop_signals, load_resume_point,
                          plain_options, restore_rng_state, rng_state, save_resume_point)
@@ -174,6 +175,7 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
             for images, positions, n_bad in bar:
                 t_data = time.time() - t_data_start
                 t_start = time.time()
+                hint_state = hint_gen.get_state()  # a stop before this step must not consume its hints
                 # This batch's place in the global batch: rows of the hint geometry, nominal size.
                 first = position
                 nominal = min(batch_size, sampler.num_samples - first)
@@ -192,6 +194,7 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                                          opt.sample_Ps, "normal", hint_gen, device)
                 no_data, stop_now = any_flag(torch.tensor([batch is None, stop.requested]), info).tolist()
                 if stop_now:
+                    hint_gen.set_state(hint_state)
                     save_latest(epoch, first)
                     return stopped(stop.signum, resume_path)
                 position = first + nominal
@@ -234,8 +237,8 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                         lr = model.optimizers[0].param_groups[0]["lr"]
                         bar.write(visualizer.print_current_losses(epoch, total_images, losses, t_comp, t_data,
                                                                   extra={"raw": raw, "lr": lr}))
-                if crossed(before, total_images, opt.save_latest_freq):
-                    save_latest(epoch, position)
+                if crossed(before, total_images, opt.save_latest_freq) and position < sampler.num_samples:
+                    save_latest(epoch, position)  # (at the epoch's last batch the epoch-end save follows)
                 t_data_start = time.time()
             bar.close()
             resumed = False
@@ -248,10 +251,11 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                 print(f"epoch {epoch}: skipped {totals[0]} unreadable image(s) and {totals[1]} grayscale image(s)"
                       + (f"; {totals[2]} step(s) skipped for a non-finite loss or gradient" if totals[2] else ""))
             last = epoch == end_epoch - 1
+            if info.is_main:
+                model.save_networks("latest")  # with the epoch-end resume point below
             if (epoch + 1 - opt.epoch_count) % opt.save_epoch_freq == 0 or last:
                 print(f"saving the model at the end of epoch {epoch}, iters {counters['total_images']}")
                 if info.is_main:
-                    model.save_networks("latest")
                     model.save_networks(epoch)
             print(f"End of epoch {epoch} / {end_epoch - 1} \t Time Taken: {time.time() - epoch_start:.0f} sec")
             mean_loss = mean_over_processes(torch.tensor(
@@ -261,6 +265,11 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
             save_resume(epoch + 1, 0)
             if bool(any_flag(torch.tensor([stop.requested]), info)) and not last:
                 return stopped(stop.signum, resume_path)
+    if info.enabled:
+        if not replicas_in_sync(unwrap(model.netG), info, buffers=opt.sync_bn):
+            print("error: the processes ended with different weights (the saved ones are rank 0's)", file=sys.stderr)
+            return 1
+        print(f"weights identical in all {world} processes")
     return 0
 
 

@@ -159,14 +159,17 @@ class Pix2PixModel(BaseModel):
     def optimize_parameters(self) -> bool:
         """One Adam step on loss_G = G_CE * lambda_A + G_L1_reg + lambda_sat * S_reg.
 
-        Returns False, leaving the weights and the optimizer state untouched, when the loss or a
-        gradient is not finite (under torchrun: on any process, so that all skip together). With
+        Returns False, leaving the weights, the batch-norm statistics and the optimizer state
+        untouched, when the loss or a gradient is not finite (under torchrun: on any process, so that all skip together). With
         a float16 GradScaler an overflowing gradient is the scaler's business (it skips the step
         and lowers the scale) and is not counted; a non-finite loss still is.
         """
         return self.call_guarded(self._step)
 
     def _step(self) -> bool:
+        # A non-finite batch also poisons the batch-norm running statistics during the forward
+        # pass: keep them (a few KB) to put back if the step is skipped.
+        buffers = [b.detach().clone() for b in self.netG.buffers()]
         self.forward()
         self.optimizer_G.zero_grad(set_to_none=True)
         loss = self.compute_losses()
@@ -181,6 +184,9 @@ class Pix2PixModel(BaseModel):
             finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
         if bool(any_flag(~finite.view(1), self.dist)):
             self.optimizer_G.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for buffer, saved in zip(self.netG.buffers(), buffers):
+                    buffer.copy_(saved)
             if self.scaler is not None:
                 self.scaler.update()  # after unscale_, lowers the scale for the next step
             return False

@@ -25,6 +25,8 @@
 #   NITER_1..NITER_4   epochs per phase                        (100, 15, 10, 5)
 #   EXTRA_ARGS         more train.py flags for every phase, e.g. "--loadSize 64 --fineSize 48"
 #   PYTHON             the interpreter                          (python)
+#   TRAIN_LAUNCHER     what runs train.py instead of PYTHON, e.g. "torchrun --standalone --nproc_per_node 8"
+#                      for data-parallel training on 8 GPUs (then --batch_size is per GPU; see README)
 set -euo pipefail
 
 DATAROOT=${DATAROOT:-./dataset/ilsvrc2012/train}
@@ -42,6 +44,7 @@ NITER_3=${NITER_3:-10}
 NITER_4=${NITER_4:-5}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 PYTHON=${PYTHON:-python}
+TRAIN_LAUNCHER=${TRAIN_LAUNCHER:-}
 
 # Relative paths are taken from the caller's directory; train.py is found beside this folder.
 TRAIN_PY="$(cd "$(dirname "$0")/.." && pwd)/train.py"
@@ -62,6 +65,7 @@ COMMON=(--checkpoints_dir "$CHECKPOINTS_DIR")
 [ -n "$GPU_IDS" ] && COMMON+=(--gpu_ids "$GPU_IDS")
 [ -n "$MAX_DATASET_SIZE" ] && COMMON+=(--max_dataset_size "$MAX_DATASET_SIZE")
 read -r -a EXTRA <<< "$EXTRA_ARGS"
+if [ -n "$TRAIN_LAUNCHER" ]; then read -r -a LAUNCH <<< "$TRAIN_LAUNCHER"; else LAUNCH=("$PYTHON"); fi
 
 # Copy the previous phase's latest weights into the next phase's folder.
 carry_forward() {
@@ -77,7 +81,7 @@ carry_forward() {
 run_phase() {
   local phase=$1; shift
   echo "==== phase $phase: ${NAMES[$phase]} ===="
-  "$PYTHON" "$TRAIN_PY" --name "${NAMES[$phase]}" "${COMMON[@]}" --niter_decay 0 "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+  "${LAUNCH[@]}" "$TRAIN_PY" --name "${NAMES[$phase]}" "${COMMON[@]}" --niter_decay 0 "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 
 if [ "$START_PHASE" -le 1 ]; then

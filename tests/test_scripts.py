@@ -74,16 +74,19 @@ def test_train_siggraph_smoke_all_phases(data_root, tmp_path):
     assert "final model is" in proc.stdout
 
 
-def test_train_siggraph_saturation_variant_from_phase_3(data_root, tmp_path):
+def test_train_siggraph_saturation_variant_from_phase_3_under_torchrun(data_root, tmp_path):
+    """VARIANT=saturation START_PHASE=3, each phase launched by torchrun with 2 CPU processes."""
     ckpt = tmp_path / "ckpt"
     os.makedirs(ckpt / "x_siggraph_class")
     from models.networks import define_G
 
     torch.manual_seed(0)
     torch.save(define_G().state_dict(), ckpt / "x_siggraph_class" / "latest_net_G.pth")
-    proc = run_recipe(data_root, ckpt, VARIANT="saturation", START_PHASE="3", NAME_PREFIX="x_")
+    proc = run_recipe(data_root, ckpt, VARIANT="saturation", START_PHASE="3", NAME_PREFIX="x_", OMP_NUM_THREADS="1",
+                      TRAIN_LAUNCHER=f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (ckpt / "x_siggraph_class_small").exists()
+    assert proc.stdout.count("weights identical in all 2 processes") == 2  # both phases ran data-parallel
     for name in ("x_siggraph_reg_sat", "x_siggraph_reg2_sat"):
         assert "lambda_sat: 0.0001" in (ckpt / name / "opt.txt").read_text()
         assert len(torch.load(ckpt / name / "latest_net_G.pth", weights_only=True)) == 107

@@ -51,8 +51,10 @@ def _atomic_write(path: str, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except OSError:  # already renamed, or the folder became read-only: report the first error
+            pass
         raise
 
 
@@ -87,7 +89,8 @@ def save_network(net: nn.Module, path: str) -> None:
     Raises CheckpointError (one line) if a weight is not finite (nothing is written) or the
     file cannot be written (the previous file stays intact).
     """
-    state = OrderedDict((k, v.detach().cpu()) for k, v in unwrap(net).state_dict().items())
+    # contiguous: a --channels_last run saves the same NCHW layout as any other
+    state = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in unwrap(net).state_dict().items())
     bad = nonfinite_keys(state)
     if bad:
         raise CheckpointError(f"{path}: not saved, non-finite values in {', '.join(bad[:5])}"

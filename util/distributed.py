@@ -11,6 +11,7 @@ that is read; without it everything here is a no-op for a single process.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -101,22 +102,54 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable all-reduce (sum): the gradient of a global sum w.r.t. a process's local
+    term is the sum over processes of their losses' gradients w.r.t. that sum."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def replicas_in_sync(net: nn.Module, info: DistInfo, buffers: bool = True) -> bool:
+    """Do all processes hold bit-identical parameters (and buffers)? SHA-1 of every tensor's
+    bytes, gathered and compared; True for one process. Without SyncBatchNorm the running
+    statistics legitimately differ (each process normalises its own share; DDP copies rank 0's
+    at the start of each forward), so pass buffers=False then."""
+    if not info.enabled:
+        return True
+    digest = hashlib.sha1()
+    tensors = net.state_dict().items() if buffers else net.named_parameters()
+    for key, value in tensors:
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    digests = [None] * info.world_size
+    dist.all_gather_object(digests, digest.hexdigest())
+    return len(set(digests)) == 1
+
+
 class GlooSyncBatchNorm2d(nn.BatchNorm2d):
     """Batch normalisation over the global batch of a CPU (gloo) data-parallel run.
 
     torch.nn.SyncBatchNorm only runs on GPUs; this does the same on the CPU so that a CPU
-    torchrun reproduces a one-process run exactly. The batch statistics are two-pass sums
-    (mean, then squared deviations) all-reduced with torch.distributed.nn's differentiable
-    all_reduce, whose backward sums the gradients of every process's loss, as SyncBatchNorm's
-    does. Without a process group, in eval mode or without batch statistics it is BatchNorm2d.
+    torchrun computes what one process with the whole batch computes. The batch statistics are
+    two-pass sums (mean, then squared deviations) all-reduced with :class:`_AllReduceSum`, whose
+    backward sums the gradients of every process's loss, as SyncBatchNorm's does. Without a process group, in eval mode or without batch statistics it is BatchNorm2d.
     Same parameters, buffers and state-dict keys as BatchNorm2d.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64)
         dist.all_reduce(count)
         n = float(count)

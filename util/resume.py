@@ -97,8 +97,13 @@ def load_resume_point(path: str) -> dict:
 
 
 class StopSignals:
-    """Turn the first SIGINT/SIGTERM into a request (``.signum``) that the training loop honours
-    after the current step by saving a resume point; a second one acts as usual (kills)."""
+    """Turn SIGINT/SIGTERM into a request (``.signum``) that the training loop honours after the
+    current step by saving a resume point.
+
+    A second SIGINT (Ctrl-C twice) interrupts at once, as usual. Further SIGTERMs are ignored:
+    under a scheduler every process of the job gets one and torchrun forwards its own to its
+    workers too, so a worker often receives two, and the second must not kill it mid-save (the
+    scheduler's SIGKILL after its grace period still does)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -115,10 +120,13 @@ class StopSignals:
         return self
 
     def _handle(self, signum, _frame) -> None:
-        self.signum = signum
-        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-        print(f"\n{signal.Signals(signum).name} received: stopping after this step and saving a resume point "
-              f"(send it again to kill)", file=sys.stderr, flush=True)
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if signum == signal.SIGINT:
+            signal.signal(signum, self._previous.get(signum, signal.default_int_handler))
+        if first:
+            print(f"\n{signal.Signals(signum).name} received: stopping after this step and saving a resume point"
+                  + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""), file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():

@@ -1,0 +1,144 @@
+"""Crash test of train.py --resume: kill a run at random points, resume it, compare bit for bit.
+
+    bash scripts/crash_test.sh                     # 20 random points (a few minutes on 2 cores)
+    python scripts/crash_test.py --points 3 --work /tmp/crash --signal TERM
+
+A reference run trains a tiny model (photos that scikit-image ships, 32 px crops, 2 epochs of
+3 steps, hints at p = 1/8, --deterministic) without interruption. Then, for each point, the
+same run is started, killed once it has logged a randomly chosen number of steps (plus a random
+delay of up to --max_delay s, so kills also land inside steps and saves), and restarted with
+--resume until it finishes; its final latest_net_G.pth must equal the reference's tensor for
+tensor, bit for bit. The interrupted runs use a DataLoader worker and the reference does not, so
+this also shows that the result does not depend on the worker count. Prints one line per point
+and "N/M identical"; the exit status is 0 only if all are.
+
+With --signal TERM (or INT) the run is asked to stop instead of being killed: it must save a
+resume point and exit with status 128 + the signal number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from typing import List, Optional, Sequence
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from scripts import make_sample_dataset  # noqa: E402
+
+EPOCHS, STEPS_PER_EPOCH, BATCH = 2, 3, 4  # 12 images: 6 photos x 2 crops
+
+
+def train_command(data: str, checkpoints: str, workers: int, resume: bool) -> List[str]:
+    """The train.py command line of the crash test (resume points every 2 steps)."""
+    cmd = [sys.executable, os.path.join(REPO, "train.py"), "--dataroot", os.path.join(data, "train"),
+           "--checkpoints_dir", checkpoints, "--name", "run", "--gpu_ids", "-1", "--loadSize", "40",
+           "--fineSize", "32", "--batch_size", str(BATCH), "--num_threads", str(workers), "--niter", str(EPOCHS),
+           "--niter_decay", "0", "--sample_p", "0.125", "--print_freq", str(BATCH), "--save_latest_freq",
+           str(2 * BATCH), "--save_epoch_freq", "100", "--display_freq", str(4 * BATCH), "--deterministic"]
+    return cmd + (["--resume"] if resume else [])
+
+
+def logged_steps(folder: str) -> int:
+    """Steps logged so far (one loss_log.jsonl line per step with --print_freq = batch size)."""
+    try:
+        with open(os.path.join(folder, "loss_log.jsonl")) as f:
+            return sum(1 for line in f if line.strip())
+    except FileNotFoundError:
+        return 0
+
+
+def interrupt(cmd: List[str], folder: str, after_steps: int, delay: float, sig: int, timeout: float = 300.0):
+    """Start ``cmd``, send ``sig`` once ``after_steps`` steps are logged and ``delay`` s more have
+    passed. Returns (exit status, stderr); None as status if the run finished first."""
+    with open(os.devnull, "w") as devnull:
+        proc = subprocess.Popen(cmd, stdout=devnull, stderr=subprocess.PIPE, text=True)
+        start = time.time()
+        while logged_steps(folder) < after_steps and proc.poll() is None:
+            if time.time() - start > timeout:
+                proc.kill()
+                raise RuntimeError(f"no progress in {timeout:.0f} s")
+            time.sleep(0.02)
+        time.sleep(delay)
+        finished_first = proc.poll() is not None
+        if not finished_first:
+            proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=timeout)
+    return (None if finished_first else proc.returncode), stderr
+
+
+def same_weights(path_a: str, path_b: str) -> bool:
+    """Bit-identical state dicts (same keys, dtypes, shapes and bytes)."""
+    a, b = torch.load(path_a, weights_only=True), torch.load(path_b, weights_only=True)
+    return list(a) == list(b) and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+
+
+def run(cmd: List[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:2])} ... failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return proc
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=20, help="number of random interruption points")
+    parser.add_argument("--work", default=None, help="working folder (default: a new temporary one)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the points (default: random, printed)")
+    parser.add_argument("--signal", choices=["KILL", "TERM", "INT"], default="KILL", help="how runs are interrupted")
+    parser.add_argument("--max_delay", type=float, default=0.6, help="largest extra delay after the chosen step (s)")
+    args = parser.parse_args(argv)
+    if args.points < 1:
+        parser.error("--points must be at least 1")
+    import tempfile
+
+    work = args.work or tempfile.mkdtemp(prefix="crash_test_")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    rng = random.Random(seed)
+    sig = getattr(signal, f"SIG{args.signal}")
+    data = os.path.join(work, "data")
+    if not os.path.isdir(data):
+        make_sample_dataset.main(["--out_path", data, "--size", "40", "--per_image", "2", "--val_per_image", "1"])
+    print(f"crash test in {work}: {args.points} point(s), SIG{args.signal}, seed {seed}", flush=True)
+
+    reference = os.path.join(work, "reference")
+    run(train_command(data, reference, workers=0, resume=False))
+    ref_weights = os.path.join(reference, "run", "latest_net_G.pth")
+    total_steps = EPOCHS * STEPS_PER_EPOCH
+    identical = 0
+    for point in range(args.points):
+        folder = os.path.join(work, f"point{point:02d}")
+        checkpoints = os.path.join(folder, "ckpt")
+        after, delay = rng.randint(0, total_steps - 1), rng.uniform(0.0, args.max_delay)
+        status, stderr = interrupt(train_command(data, checkpoints, workers=1, resume=False),
+                                   os.path.join(checkpoints, "run"), after, delay, sig)
+        note = ""
+        if status is None:
+            note = " (the run finished before the signal)"
+        elif sig != signal.SIGKILL and status != 128 + sig:
+            note = f" (exit status {status}, expected {128 + sig}: {stderr.strip()[-200:]})"
+        proc = subprocess.run(train_command(data, checkpoints, workers=1, resume=True), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            note += f" (the resumed run failed, exit status {proc.returncode}: {proc.stderr.strip()[-300:]})"
+        ok = proc.returncode == 0 and not note.startswith(" (exit") and \
+            same_weights(ref_weights, os.path.join(checkpoints, "run", "latest_net_G.pth"))
+        identical += ok
+        print(f"point {point + 1}: {args.signal} after {after} logged step(s) + {delay:.2f} s{note}: "
+              f"{'identical' if ok else 'DIFFERENT'}", flush=True)
+    print(f"{identical}/{args.points} identical")
+    with open(os.path.join(work, "crash_test.json"), "w") as f:
+        json.dump({"points": args.points, "identical": identical, "seed": seed, "signal": args.signal}, f)
+    return 0 if identical == args.points else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

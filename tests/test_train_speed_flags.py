@@ -1,0 +1,69 @@
+"""train.py with --amp (bfloat16 on the CPU), --channels_last and --compile: a few steps with
+finite losses, checkpoints in the standard format (CPU, tiny data)."""
+import json
+
+import pytest
+import torch
+
+import train
+from scripts import make_sample_dataset
+from util.perf import compile_unsupported_reason
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_sample_dataset.main(["--out_path", str(root), "--size", "40", "--per_image", "2", "--val_per_image", "1"])
+    return root
+
+
+def run(data_root, tmp_path, name, *flags):
+    rc = train.main(["--dataroot", str(data_root / "train"), "--checkpoints_dir", str(tmp_path), "--name", name,
+                     "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", "4", "--num_threads",
+                     "0", "--niter", "1", "--niter_decay", "0", "--sample_p", "0.125", "--print_freq", "4",
+                     "--max_dataset_size", "8", "--no_html", *flags])
+    assert rc == 0
+    with open(tmp_path / name / "loss_log.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    state = torch.load(tmp_path / name / "latest_net_G.pth", weights_only=True)
+    return records, state
+
+
+def check_standard(records, state, reference):
+    assert len(records) == 2  # two steps, both taken
+    assert all(torch.isfinite(torch.tensor(list(r["raw"].values()))).all() for r in records)
+    assert list(state) == list(reference) and len(state) == 107
+    for key, value in state.items():  # float32 NCHW tensors, as an fp32 run writes them
+        assert value.dtype == reference[key].dtype and value.shape == reference[key].shape and value.is_contiguous()
+
+
+@pytest.fixture(scope="module")
+def fp32(data_root, tmp_path_factory):
+    return run(data_root, tmp_path_factory.mktemp("fp32"), "fp32")
+
+
+def test_amp_bfloat16_on_cpu(data_root, tmp_path, fp32):
+    records, state = run(data_root, tmp_path, "amp", "--amp")
+    check_standard(records, state, fp32[1])
+    # Same data, hints and initial weights: the first step's losses agree with fp32 to bf16 precision.
+    first, ref = records[0]["raw"], fp32[0][0]["raw"]
+    assert first["G_L1_reg"] == pytest.approx(ref["G_L1_reg"], rel=0.02)
+    assert first["G_CE"] == pytest.approx(ref["G_CE"], rel=0.02)
+    assert first["G_CE"] != ref["G_CE"]  # and it really ran in bfloat16
+
+
+def test_channels_last(data_root, tmp_path, fp32):
+    records, state = run(data_root, tmp_path, "cl", "--channels_last")
+    check_standard(records, state, fp32[1])
+    # A memory layout, not a different computation: fp32 results agree to summation order.
+    assert records[0]["raw"]["G"] == pytest.approx(fp32[0][0]["raw"]["G"], rel=1e-4)
+
+
+@pytest.mark.skipif(compile_unsupported_reason(torch.device("cpu")) is not None,
+                    reason=f"torch.compile unsupported here: {compile_unsupported_reason(torch.device('cpu'))}")
+def test_compile_with_amp_and_channels_last(data_root, tmp_path, fp32, capsys):
+    """The fast combination; the first step includes the compilation (about a minute on 2 cores)."""
+    records, state = run(data_root, tmp_path, "all", "--compile", "--amp", "--channels_last")
+    assert "running in eager mode" not in capsys.readouterr().err  # it really compiled
+    check_standard(records, state, fp32[1])
+    assert records[0]["raw"]["G_L1_reg"] == pytest.approx(fp32[0][0]["raw"]["G_L1_reg"], rel=0.02)
