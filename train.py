@@ -180,7 +180,6 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                 first = position
                 nominal = min(batch_size, sampler.num_samples - first)
                 rows = (positions - first) * world + info.rank
-                stats["unreadable"] += n_bad
                 batch = None
                 if images.shape[0]:
                     rgb = images.to(device, non_blocking=True).float().div_(255.0)
@@ -188,16 +187,17 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                         rgb, ab_thresh=AB_THRESH, p=opt.sample_p, sample_Ps=opt.sample_Ps, l_cent=opt.l_cent,
                         l_norm=opt.l_norm, ab_norm=opt.ab_norm, mask_cent=opt.mask_cent, generator=hint_gen,
                         rows=rows, total=nominal * world)
-                    stats["grayscale"] += images.shape[0] - (batch.A.shape[0] if batch is not None else 0)
                 else:  # nothing readable: advance the hint stream as the other processes do
                     sample_hint_geometry(nominal * world, opt.fineSize, opt.fineSize, opt.sample_p, None,
                                          opt.sample_Ps, "normal", hint_gen, device)
                 no_data, stop_now = any_flag(torch.tensor([batch is None, stop.requested]), info).tolist()
-                if stop_now:
+                if stop_now:  # the resume point is the state before this batch
                     hint_gen.set_state(hint_state)
                     save_latest(epoch, first)
                     return stopped(stop.signum, resume_path)
                 position = first + nominal
+                stats["unreadable"] += n_bad
+                stats["grayscale"] += images.shape[0] - (batch.A.shape[0] if batch is not None else 0)
                 before = counters["total_images"]
                 stepped = False
                 if not no_data:  # as the original, a batch that is skipped entirely does not count
