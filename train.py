@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.datasets import ImageFolderDataset, RandomSubsetSampler, collate_skip_bad
+from data.datasets import ImageFolderDataset, RandomSubsetSampler, SkipLog, collate_skip_bad
 from data.transforms import train_transform
 from models import create_model
 from options.train_options import TrainOptions
@@ -68,6 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     hint_gen = torch.Generator(device=device).manual_seed(opt.seed)
 
     total_images = 0
+    skip_log = SkipLog()  # unreadable files of the whole run: one warning each, listed at the end
     for epoch in range(opt.epoch_count, opt.niter + opt.niter_decay):
         loader.sampler.set_epoch(epoch)
         epoch_start = time.time()
@@ -75,8 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         loss_sum = 0.0
         t_data_start = time.time()
         bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True, file=sys.stdout)
-        for images, _labels, n_bad in bar:
-            skipped += n_bad
+        for images, _labels, bad_files in bar:
+            skipped += skip_log.add(bad_files)
             t_data = time.time() - t_data_start
             if images.shape[0] == 0:
                 continue
@@ -121,6 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             model.save_networks(epoch)
         print(f"End of epoch {epoch} / {opt.niter + opt.niter_decay - 1} \t Time Taken: {time.time() - epoch_start:.0f} sec")
         model.update_learning_rate(loss_sum / steps if steps else float("inf"))
+    skip_log.report(save_dir)
     return 0
 
 
