@@ -89,9 +89,9 @@ def load_rgb(path: str) -> Image.Image:
     Raises UnreadableImageError (path and a one-line reason) for an empty file, a file PIL cannot
     identify (e.g. text named .jpg), a truncated or corrupt file, and a file of more than
     ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (89.5 M by default: a possible decompression bomb,
-    refused before it is decoded). PIL's other warnings while decoding (EXIF, palette) are
-    silenced: the result is converted whatever they say, and training would print them once per
-    file per epoch.
+    refused before it is decoded), or a file that cannot be opened at all. PIL's other warnings
+    while decoding (EXIF, palette transparency) are silenced: the image is converted whatever they
+    say, and a run over millions of files must print one line per bad file and nothing else.
     """
     try:
         if os.path.getsize(path) == 0:
@@ -149,8 +149,8 @@ class SkipLog:
         """End of run: with N > 0 skipped files, write them (one path a line, sorted) to
         <folder>/skipped_images.txt atomically, print ``skipped N unreadable image file(s); listed in
         <that file>`` and return its path. With none, print nothing and remove a list left there by
-        an earlier run (it would describe files this run did not skip). A failed write is a
-        one-line warning: the run's results stand without the list."""
+        an earlier run (it would describe files this run did not skip). If the list cannot be
+        written, a one-line warning and the count line without it: the run's results stand."""
         path = os.path.join(folder, SKIPPED_LIST_NAME)
         try:
             if not self.reasons:

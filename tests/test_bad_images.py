@@ -151,7 +151,7 @@ def test_test_sweep_py_sweeps_readable_and_lists_skipped(env, tmp_path, capsys):
     root, corpus = env
     assert test_sweep.main(["--dataroot", str(root / "corpus"), "--checkpoints_dir", str(root / "ckpt"),
                             "--name", "rand", "--results_dir", str(tmp_path), "--loadSize", "16",
-                            "--how_many", "100", "--gpu_ids", "-1", "--num_threads", "0"]) == 0
+                            "--how_many", "100", "--gpu_ids", "-1", "--num_threads", "1"]) == 0
     captured = capsys.readouterr()
     assert_clean_stderr(captured.err, root / "corpus", names(corpus, "skip"))
     out = tmp_path / "rand" / "sweep_latest"
@@ -214,17 +214,20 @@ def test_probes_skip_and_remember_skipped_files_in_the_cache(env, tmp_path, capf
             os.symlink(root / "corpus" / name, data / split / "corpus" / name)
         _layout(data / split / "other", 3, seed=len(split))
     out = tmp_path / "probes"
-    args = ["train_linear_classifiers.py", "--name", "rand", "--checkpoints_dir", root / "ckpt",
-            "--dataroot", data / "train", "--dataroot_validation", data / "val", "--linear_checkpoints", out,
-            "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", "8", "--niter", "1",
-            "--layers", "conv1", "conv2", "--num_threads", "1"]
+
+    def cli(folder, threads, *extra):
+        return ["--name", "rand", "--checkpoints_dir", str(root / "ckpt"), "--dataroot", str(data / "train"),
+                "--dataroot_validation", str(data / "val"), "--linear_checkpoints", str(folder), "--gpu_ids", "-1",
+                "--batch_size", "8", "--niter", "1", "--layers", "conv1", "conv2", "--num_threads", str(threads),
+                *extra]
+
     bad = [data / split / "corpus" / n for split in ("train", "val") for n in names(corpus, "skip")]
     for attempt in ("extract", "cache"):  # the cached rerun (in-process) reports the same files
         if attempt == "extract":
-            proc = run_script(*args)
+            proc = run_script("train_linear_classifiers.py", *cli(out, 1, "--loadSize", "40", "--fineSize", "32"))
             returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
         else:
-            returncode = tlc.main([str(a) for a in args[1:]])
+            returncode = tlc.main(cli(out, 0, "--loadSize", "40", "--fineSize", "32"))
             stdout, stderr = capfd.readouterr()
         assert returncode == 0, stderr
         assert "Traceback" not in stderr
@@ -238,3 +241,11 @@ def test_probes_skip_and_remember_skipped_files_in_the_cache(env, tmp_path, capf
         assert results["grayscale_dropped"] == {"train": 4, "val": 4}
         assert results["features_from_cache"] == {"train": attempt == "cache", "val": attempt == "cache"}
         assert results["train_samples"] == 6 + 3 and results["val_samples"] == 6 + 3
+    # The fork's protocol reads the images every epoch: the same files skipped, the same counts.
+    fork = tmp_path / "fork"
+    assert tlc.main(cli(fork, 0, "--protocol", "fork", "--loadSize", "64", "--fineSize", "64")) == 0
+    stdout, stderr = capfd.readouterr()
+    assert len(stderr.splitlines()) == 10 and stdout.splitlines()[-1] == skip_line(fork, 10)
+    results = json.loads((fork / "results.json").read_text())["data"]
+    assert results["unreadable_dropped"] == {"train": 5, "val": 5}
+    assert results["grayscale_dropped"] == {"train": 4, "val": 4}
