@@ -108,15 +108,16 @@ def test_every_readable_case_fits_every_transform(env):
 
 
 def test_train_py_uses_converts_and_skips(env, tmp_path):
-    """Two epochs with a worker: 6 colour images trained on, 4 gray or flat ones dropped by the
-    grayscale filter (not counted as unreadable), 5 unreadable files warned about once each."""
+    """Two epochs of one batch, loaded by a worker: 6 colour images trained on, 4 gray or flat ones
+    dropped by the grayscale filter (not counted as unreadable), 5 unreadable files warned about
+    once each over the run."""
     root, corpus = env
     data = tmp_path / "train"
     (data / "mixed").mkdir(parents=True)
     for name in corpus:
         os.symlink(root / "corpus" / name, data / "mixed" / name)
     proc = run_script("train.py", "--dataroot", data, "--checkpoints_dir", tmp_path / "ckpt", "--name", "run",
-                      "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", "4",
+                      "--gpu_ids", "-1", "--loadSize", "24", "--fineSize", "16", "--batch_size", "16",
                       "--num_threads", "1", "--niter", "2", "--niter_decay", "0", "--no_html")
     assert proc.returncode == 0, proc.stderr
     assert_clean_stderr(proc.stderr, data / "mixed", names(corpus, "skip"))
@@ -133,7 +134,7 @@ def test_test_py_evaluates_readable_and_lists_skipped(env, tmp_path):
     root, corpus = env
     proc = run_script("test.py", "--dataroot", root / "corpus", "--checkpoints_dir", root / "ckpt", "--name", "rand",
                       "--results_dir", tmp_path, "--loadSize", "16", "--how_many", "100", "--gpu_ids", "-1",
-                      "--num_threads", "1", "--batch_size", "4")
+                      "--num_threads", "1", "--batch_size", "16")
     assert proc.returncode == 0, proc.stderr
     assert_clean_stderr(proc.stderr, root / "corpus", names(corpus, "skip"))
     web = tmp_path / "rand" / "val_latest"
@@ -151,7 +152,8 @@ def test_test_sweep_py_sweeps_readable_and_lists_skipped(env, tmp_path, capsys):
     root, corpus = env
     assert test_sweep.main(["--dataroot", str(root / "corpus"), "--checkpoints_dir", str(root / "ckpt"),
                             "--name", "rand", "--results_dir", str(tmp_path), "--loadSize", "16",
-                            "--how_many", "100", "--gpu_ids", "-1", "--num_threads", "1"]) == 0
+                            "--how_many", "100", "--gpu_ids", "-1", "--num_threads", "1",
+                            "--batch_size", "16"]) == 0
     captured = capsys.readouterr()
     assert_clean_stderr(captured.err, root / "corpus", names(corpus, "skip"))
     out = tmp_path / "rand" / "sweep_latest"
