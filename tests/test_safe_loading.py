@@ -309,3 +309,44 @@ def test_compare_models_leaves_out_broken_result_files(earlier, tmp_path, capsys
                       "(KeyError: 'num_points'); left out of the report")
     assert err[2:] == ["note: fine: no metrics results found", "note: broken: no metrics, sweep results found"]
     assert "fine" in (tmp_path / "cmp" / "index.html").read_text()
+
+
+def test_test_sweep_py_checks_the_results_folder_before_sweeping(earlier, capsys, monkeypatch):
+    _, args, folder = earlier["test_sweep.py"]
+    before = snapshot(folder)
+
+    def refused(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+
+    def never(*a, **k):
+        raise AssertionError("swept although the results could not be written")
+
+    monkeypatch.setattr(util.checkpoint.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(test_sweep, "run_sweep", never)
+    capsys.readouterr()
+    assert test_sweep.main(args) == 1
+    assert one_line(capsys.readouterr().err) == (f"error: cannot write the results in {folder}: "
+                                                 f"[Errno 13] Permission denied: '{folder}'")
+    assert snapshot(folder) == before
+
+
+def test_colorize_full_disk_keeps_the_earlier_output(env, tmp_path, capsys, monkeypatch):
+    """A single file: one line, exit 1. A folder: one warning per file that cannot be written, exit 1
+    when none could. Earlier outputs stay whole either way."""
+    root, _ = env
+    args = ["--checkpoint", str(root / "ckpt" / "good" / "latest_net_G.pth"), "--gpu_ids", "-1", "--load_size", "16"]
+    out = tmp_path / "o.png"
+    assert colorize.main(["-i", str(root / "val" / "0.png"), "-o", str(out), *args]) == 0
+    folder = tmp_path / "folder"
+    assert colorize.main(["-i", str(root / "val"), "-o", str(folder), *args]) == 0
+    before, before_folder = out.read_bytes(), snapshot(folder)
+    capsys.readouterr()
+    monkeypatch.setattr(util.checkpoint.os, "fsync", no_space)
+    assert colorize.main(["-i", str(root / "val" / "1.png"), "-o", str(out), *args]) == 1
+    assert one_line(capsys.readouterr().err) == f"error: {out}: cannot write ([Errno 28] No space left on device)"
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["folder", "o.png"]  # no temporary file
+    assert colorize.main(["-i", str(root / "val"), "-o", str(folder), *args]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: skipping {folder / f'{i}.png'}: cannot write ([Errno 28] No space left on device)"
+                   for i in range(4)]
+    assert snapshot(folder) == before_folder
