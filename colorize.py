@@ -13,8 +13,10 @@ retrained official model and for models trained with this code.
 
 Input: an image file or a folder (searched recursively; OUTPUT is then a folder that mirrors the
 tree, every output named <stem>.png, or <name>.png where two inputs share a stem). Any size, colour
-or grayscale, 8/16-bit, with or without alpha (dropped), CMYK, EXIF-rotated: only the lightness is
-kept, at full resolution. For a file, OUTPUT's extension picks the format (.png, .jpg, ...).
+or grayscale, 8/16-bit (scaled to 8), with or without alpha (composited on white), palette, CMYK,
+animated (the first frame), EXIF-rotated (turned upright, so the output has the displayed size):
+see data.datasets.load_rgb. Only the lightness is kept, at full resolution. For a file, OUTPUT's
+extension picks the format (.png, .jpg, ...). Outputs are written atomically.
 
 Network size: ``--load_size S`` resizes so that the shorter side is S and the aspect ratio is kept,
 both sides rounded to multiples of 8; ``--load_size 0`` runs at the native size (padded up to a
@@ -30,9 +32,13 @@ side of the square hint patch in NETWORK pixels (default 1; the model was traine
 same hints apply to every input image, so they are mostly useful with a single file. JSON hints
 come first, then the --hint ones; a later hint overwrites an earlier one where they overlap.
 
-Exit status: 0 on success (a folder run that skipped some unreadable images included, they are
-counted at the end); 1 when the image (or every image of a folder) could not be colorized;
-2 for wrong arguments, paths, hints or checkpoints. Errors are one line on stderr.
+Unreadable files (empty, truncated, not an image, a decompression bomb): a single INPUT file is an
+error; in a folder each is skipped with one warning, and the run ends with the line ``skipped N
+unreadable image file(s); listed in OUTPUT/skipped_images.txt``.
+
+Exit status: 0 on success (a folder run that skipped some images included); 1 when the image (or
+every image of a folder) could not be colorized or written; 2 for wrong arguments, paths, hints or
+checkpoints. Errors are one line on stderr, without a traceback.
 """
 from __future__ import annotations
 
@@ -45,12 +51,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.datasets import UnreadableImageError, find_images, load_rgb
+from data.datasets import SkipLog, SkippedImage, UnreadableImageError, find_images, load_rgb
 from models import load_generator
 from models.networks import SIGGRAPHGenerator
 from util.checkpoint import CheckpointError
 from util.colorize import Hint, HintError, colorize, load_hints_json, network_size, parse_hint
-from util.image import to_uint8
+from util.image import save_pil_atomic, to_uint8
 from util.runtime import resolve_device
 
 #: JPEG quality when OUTPUT ends in .jpg/.jpeg.
@@ -156,13 +162,11 @@ def plan_jobs(opt: argparse.Namespace) -> Tuple[List[Tuple[str, str]], bool]:
 
 
 def save_rgb(rgb: torch.Tensor, path: str) -> None:
-    """Write 1 x 3 x H x W sRGB in [0, 1] as an 8-bit RGB file (truncated, see util.image.to_uint8)."""
+    """Write 1 x 3 x H x W sRGB in [0, 1] as an 8-bit RGB file (truncated, see util.image.to_uint8),
+    atomically: an interrupted run leaves no half-written output."""
     image = Image.fromarray(np.ascontiguousarray(to_uint8(rgb)[0]))
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
     extra = {"quality": JPEG_QUALITY} if path.lower().endswith((".jpg", ".jpeg")) else {}
-    image.save(path, **extra)
+    save_pil_atomic(image, path, **extra)
 
 
 def colorize_file(net: SIGGRAPHGenerator, source: str, target: str, hints: Sequence[Hint], load_size: int,
@@ -192,13 +196,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    done = skipped = 0
+    done = failed = 0
+    skip_log = SkipLog()
     for source, target in jobs:
         try:
             print(colorize_file(net, source, target, hints, opt.load_size, opt.mask_cent, device))
             done += 1
             continue
         except UnreadableImageError as e:
+            if is_folder:
+                skip_log.add([SkippedImage(e.path, e.reason)])
+                continue
             problem, status = f"unreadable image {e}", 1
         except HintError as e:
             problem, status = f"{source}: {e}", 2
@@ -211,10 +219,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return status
         print(f"warning: skipping {problem}", file=sys.stderr)
-        skipped += 1
+        failed += 1
     if is_folder:
         print(f"colorized {done} of {len(jobs)} image(s) into {opt.output}"
-              + (f"; skipped {skipped} that could not be colorized (see the warnings above)" if skipped else ""))
+              + (f"; {failed} could not be colorized (see the warnings above)" if failed else ""))
+        skip_log.report(opt.output)
     return 0 if done else 1
 
 

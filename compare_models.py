@@ -12,6 +12,7 @@ It writes <out>/index.html with: every sweep curve on one plot with the SIGGRAPH
 the sweep table, a table of every test metric per model and hint setting (mean +- standard
 error), probe accuracy per layer per model (table and plot), and links to each model's pages.
 A missing result is shown as such; the report fails (one line, exit 2) only when none is found.
+Every file is written atomically; one that cannot be written is a one-line error (exit 1).
 """
 from __future__ import annotations
 
@@ -29,17 +30,31 @@ from util.checkpoint import atomic_write_text
 from util.sweep import plot_sweep, read_csv
 
 def read_json(path: str) -> Optional[dict]:
+    """The JSON object in ``path``; None if absent or unreadable (one-line warning: shown as missing)."""
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        print(f"warning: {path}: cannot read ({e}); left out of the report", file=sys.stderr)
+        return None
+    if not isinstance(obj, dict):
+        print(f"warning: {path}: not a JSON object; left out of the report", file=sys.stderr)
+        return None
+    return obj
 
 
 def read_sweep(path: str) -> Optional[Dict[str, list]]:
-    """sweep.csv -> {'num_points': [...], 'mean': [...], 'se': [...]} (None if absent)."""
+    """sweep.csv -> {'num_points': [...], 'mean': [...], 'se': [...]}; None if absent or unreadable
+    (one-line warning)."""
     if not os.path.isfile(path):
         return None
-    num_points, mean, se = read_csv(path)
+    try:
+        num_points, mean, se = read_csv(path)
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, TypeError) as e:
+        print(f"warning: {path}: not a sweep.csv ({type(e).__name__}: {e}); left out of the report", file=sys.stderr)
+        return None
     return {"num_points": list(num_points), "mean": list(mean), "se": list(se)}
 
 
@@ -179,7 +194,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not any(m["metrics"] or m["sweep"] or m["probes"] for m in models):
         print(f"error: no results found for {', '.join(args.names)} under {args.results_dir}", file=sys.stderr)
         return 2
-    path = write_report(models, args.out, args.which_epoch)
+    try:
+        path = write_report(models, args.out, args.which_epoch)
+    except OSError as e:  # every file is written atomically: a failed write leaves the earlier report whole
+        print(f"error: cannot write the report in {args.out}: {e}", file=sys.stderr)
+        return 1
     print(f"report: {path}")
     return 0
 

@@ -12,7 +12,9 @@ writes to <results_dir>/<name>/<phase>_<which_epoch>/ (phase is 'val' unless --p
                fake_entr, real, fake_reg, real_ab, fake_ab_reg, and that image's PSNR and SSIM;
   images/      <id>_<label>.png, the uint8 images the metrics are computed from;
   metrics.json per setting the mean and standard error of every metric and the per-image values;
-  opt.txt      the options of the run.
+               num_skipped and skipped (the unreadable files, relative to --dataroot);
+  opt.txt      the options of the run;
+  skipped_images.txt   only when files were skipped: their paths, one a line, sorted.
 
 It prints "p=<p>: <mean PSNR>+/-<SE>" per setting, as the original.
 
@@ -43,9 +45,14 @@ same device (the CPU and CUDA generators give different streams). --batch_size >
 the forward pass (eval-mode batch norm, so each image's output is independent of its batch up to
 floating-point summation order).
 
-Differences from the original: unreadable files are skipped with a warning and counted; if the
-folder holds fewer than --how_many images, all of them are used and the statistics are over those
-(the original left zero rows that dragged the mean down); any device, not only CUDA.
+Differences from the original: unreadable files (see data.datasets.load_rgb) are skipped with one
+warning each and counted at the end; grayscale images are evaluated; if the folder holds fewer
+than --how_many images, all of them are used and the statistics are over those (the original left
+zero rows that dragged the mean down); any device, not only CUDA.
+
+Exit status: 0; 2 for a missing folder or an unloadable checkpoint, or when no selected image can
+be read; 1 when a result file cannot be written (the files of an earlier run stay whole: every
+write is atomic). Errors are one line on stderr.
 """
 from __future__ import annotations
 
@@ -60,7 +67,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.datasets import ImageFolderDataset, IndexedSubset, collate_skip_bad, eval_subset
+from data.datasets import ImageFolderDataset, IndexedSubset, SkipLog, collate_skip_bad, eval_subset
 from data.transforms import eval_transform
 from models import create_model
 from options.test_options import TestOptions
@@ -162,19 +169,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}")
+    try:
+        return evaluate(opt, options.parser, dataset, dataroot, model, device, web_dir)
+    except OSError as e:  # a read-only or full results folder: the previous files stay whole (atomic writes)
+        print(f"error: cannot write the results in {web_dir}: {e}", file=sys.stderr)
+        return 1
+
+
+def evaluate(opt, parser, dataset: ImageFolderDataset, dataroot: str, model, device: torch.device,
+             web_dir: str) -> int:
+    """Evaluate the selected images, write the page, metrics.json and opt.txt to web_dir, print
+    the summary. Returns the exit status (2 when no image could be read); raises OSError when a
+    file cannot be written."""
     indices = eval_subset(len(dataset), opt.how_many)
     if len(indices) < opt.how_many:
         print(f"note: --how_many {opt.how_many} but {dataroot} holds {len(dataset)} images; evaluating all of them")
     loader = DataLoader(IndexedSubset(dataset, indices), batch_size=opt.batch_size, shuffle=False,
                         num_workers=opt.num_threads, collate_fn=collate_skip_bad)
 
-    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}")
     webpage = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}")
-    save_options(opt, options.parser, web_dir)
+    save_options(opt, parser, web_dir)
     rows: Dict[float, List[dict]] = {p: [] for p in SAMPLE_PS}
-    skipped = 0
-    for images, batch_indices, n_bad in tqdm(loader, desc="test", unit="batch", dynamic_ncols=True, file=sys.stdout):
-        skipped += n_bad
+    skip_log = SkipLog()
+    for images, batch_indices, bad_files in tqdm(loader, desc="test", unit="batch", dynamic_ncols=True,
+                                                 file=sys.stdout):
+        skip_log.add(bad_files)
         if images.shape[0] == 0:
             continue
         rgb = images.to(device).float().div_(255.0)
@@ -202,16 +222,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 rows[sample_p].append({"path": path, "index": index, **values[j]})
 
     n_images = len(rows[SAMPLE_PS[0]])
-    if skipped:
-        print(f"skipped {skipped} unreadable image(s)")
     if n_images == 0:
+        skip_log.report(web_dir)
         print(f"error: none of the {len(indices)} selected images in {dataroot} could be read", file=sys.stderr)
         return 2
     settings = [summarise(p, rows[p]) for p in SAMPLE_PS]
     report = {
         "name": opt.name, "which_epoch": opt.which_epoch, "dataroot": dataroot, "how_many": opt.how_many,
-        "num_images": n_images, "num_skipped": skipped, "loadSize": opt.loadSize, "mask_cent": opt.mask_cent,
-        "sample_Ps": list(opt.sample_Ps), "seed": opt.seed, "device": device.type, "metrics": METRICS,
+        "num_images": n_images, "num_skipped": len(skip_log),
+        "skipped": [os.path.relpath(p, dataroot).replace(os.sep, "/") for p in skip_log.paths],
+        "loadSize": opt.loadSize, "mask_cent": opt.mask_cent, "sample_Ps": list(opt.sample_Ps), "seed": opt.seed,
+        "device": device.type, "metrics": METRICS,
         "settings": settings,
     }
     json_path = os.path.join(web_dir, "metrics.json")
@@ -229,6 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             cells.append(f"{'inf' if mean is None else f'{mean:.4f}'}+/-{'nan' if se is None else f'{se:.4f}'}")
         print(f"{key:<18}" + "".join(f"{c:>22}" for c in cells))
     print(f"evaluated {n_images} image(s); page: {page_path}; metrics: {json_path}")
+    skip_log.report(web_dir)
     return 0
 
 

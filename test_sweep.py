@@ -17,8 +17,13 @@ with MM_DD_HHMM and wrote them into the checkpoint folder):
   sweep.json  settings, the evaluated image paths, per-image PSNRs (images x 26), mean and SE
   sweep.png   our curve and the SIGGRAPH17 reference (resources/psnrs_siggraph.npy), mean +- SE
   index.html  the plot and a table of the 26 levels against the reference
+  skipped_images.txt   only when files were skipped: the unreadable files, one a line, sorted
 PSNR is the original's uint8 PSNR of lab2rgb(L, out_reg) against lab2rgb(L, ground-truth ab),
 clipped to at most 100 dB so that identical images (infinite PSNR) keep every number finite.
+
+Unreadable files are skipped with one warning each and counted at the end (sweep.json "skipped").
+Exit status: 0; 2 for a missing folder, an unloadable checkpoint, or no readable image; 1 when the
+results folder cannot be written (checked before the sweep starts; files are written atomically).
 """
 from __future__ import annotations
 
@@ -31,11 +36,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.datasets import ImageFolderDataset, IndexedSubset, collate_skip_bad, eval_subset
+from data.datasets import ImageFolderDataset, IndexedSubset, SkipLog, collate_skip_bad, eval_subset
 from data.transforms import eval_transform
 from models import create_model
 from options.test_options import TestOptions
-from util.checkpoint import CheckpointError
+from util.checkpoint import CheckpointError, check_writable
 from util.hints import cat_batches
 from util.runtime import resolve_device, seed_everything
 from util.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, plot_sweep,
@@ -51,14 +56,14 @@ class SweepOptions(TestOptions):
         return parser
 
 
-def run_sweep(model, loader: DataLoader, device: torch.device, opt, generator: torch.Generator):
+def run_sweep(model, loader: DataLoader, device: torch.device, opt, generator: torch.Generator,
+              skip_log: SkipLog):
     """Sweep every image of ``loader``. Returns (dataset indices evaluated, PSNR array images x 26
-    in dB, uncapped, number of unreadable images skipped)."""
-    done, rows, skipped = [], [], 0
+    in dB, uncapped); unreadable files go to ``skip_log``."""
+    done, rows = [], []
     bar = tqdm(total=len(loader.dataset), desc="sweep", unit="img", dynamic_ncols=True, file=sys.stdout)
-    for images, indices, n_bad in loader:
-        skipped += n_bad
-        bar.update(n_bad)
+    for images, indices, bad_files in loader:
+        bar.update(skip_log.add(bad_files))
         if images.shape[0] == 0:
             continue
         rgb = images.to(device, non_blocking=True).float().div_(255.0)
@@ -70,7 +75,7 @@ def run_sweep(model, loader: DataLoader, device: torch.device, opt, generator: t
         bar.update(images.shape[0])
     bar.close()
     psnrs = np.concatenate(rows) if rows else np.zeros((0, len(SWEEP_NUM_POINTS)))
-    return done, psnrs, skipped
+    return done, psnrs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -95,17 +100,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         num_workers=opt.num_threads, collate_fn=collate_skip_bad,
                         pin_memory=device.type == "cuda")
     generator = torch.Generator(device=device).manual_seed(opt.seed)
-    done, raw, skipped = run_sweep(model, loader, device, opt, generator)
-    if skipped:
-        print(f"warning: skipped {skipped} unreadable image(s)", file=sys.stderr)
-    if not done:
-        print(f"error: none of the {len(indices)} chosen images in {dataroot} could be read", file=sys.stderr)
-        return 2
+    skip_log = SkipLog()
+    try:
+        check_writable(out_dir)  # now, not after a sweep of hours
+        done, raw = run_sweep(model, loader, device, opt, generator, skip_log)
+        if not done:
+            skip_log.report(out_dir)
+            print(f"error: none of the {len(indices)} chosen images in {dataroot} could be read", file=sys.stderr)
+            return 2
+        write_results(opt, dataset, dataroot, model, device, indices, done, raw, out_dir)
+    except OSError as e:  # a read-only or full results folder: earlier files stay whole (atomic writes)
+        print(f"error: cannot write the results in {out_dir}: {e}", file=sys.stderr)
+        return 1
+    skip_log.report(out_dir)
+    return 0
 
+
+def write_results(opt, dataset, dataroot: str, model, device: torch.device, indices, done, raw: np.ndarray,
+                  out_dir: str) -> None:
+    """sweep.csv, sweep.json, sweep.png and index.html in out_dir, and the printed summary.
+    raw: images x 26 PSNRs (dB, uncapped) of the dataset indices ``done``. Raises OSError."""
     psnrs = cap_psnr(raw)
     capped = int((raw > PSNR_CAP_DB).sum())  # +inf included
     mean, se = summarize(psnrs)
-    os.makedirs(out_dir, exist_ok=True)
     write_csv(os.path.join(out_dir, "sweep.csv"), SWEEP_NUM_POINTS, mean, se)
     relpath = lambda i: os.path.relpath(dataset.samples[i][0], dataroot)  # noqa: E731
     evaluated = set(done)
@@ -135,7 +152,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      SWEEP_NUM_POINTS, mean, se, notes=notes)
     print("mean PSNR [dB] at " + ", ".join(f"{n}: {m:.2f}" for n, m in zip(SWEEP_NUM_POINTS, mean)))
     print(f"results in {out_dir}")
-    return 0
 
 
 if __name__ == "__main__":

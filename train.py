@@ -33,14 +33,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.datasets import ImageFolderDataset, collate_skip_bad
+from data.datasets import ImageFolderDataset, SkipLog, collate_skip_bad
 from data.samplers import EpochSampler, SeededItems
 from data.transforms import train_transform
 from models import create_model
 from options.train_options import TrainOptions
 from util.checkpoint import CheckpointError, unwrap
-from util.distributed import (DistInfo, any_flag, cleanup, init_distributed, mean_over_processes, replicas_in_sync,
-                              sum_over_processes)
+from util.distributed import (DistInfo, any_flag, cleanup, gather_objects, init_distributed, mean_over_processes,
+                              replicas_in_sync, sum_over_processes)
 from util.hints import get_colorization_data, sample_hint_geometry
 from util.resume import (RESUME_FILE, StopSignals, changed_options, ignore_stop_signals, load_resume_point,
                          plain_options, restore_rng_state, rng_state, save_resume_point)
@@ -121,12 +121,14 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
     start_epoch, start_position = opt.epoch_count, 0
     counters = {"total_images": 0, "nonfinite": 0, "nonfinite_streak": 0}
     stats = fresh_epoch_stats()
+    skip_log = SkipLog()  # unreadable files of the whole run (this process): one warning each, listed at the end
     resumed = False
     if state is not None:
         restore_rng_state(state["rng"], hint_gen)
         start_epoch, start_position = state["epoch"], state["position"]
         counters.update(state["counters"])
         stats.update(state.get("epoch_stats", {}))
+        skip_log.reasons.update(state.get("skipped_files", {}))
         if state.get("world_size", 1) != world:
             # Positions are per process: map the global position onto the new split (exact only
             # for the same world size; a few images may be seen twice).
@@ -151,7 +153,8 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
         if info.is_main:
             save_resume_point(resume_path, dict(
                 model.training_state(), epoch=epoch, position=position, counters=dict(counters),
-                epoch_stats=dict(stats), rng=rng_state(hint_gen), options=plain_options(opt), world_size=world))
+                epoch_stats=dict(stats), skipped_files=dict(skip_log.reasons), rng=rng_state(hint_gen),
+                options=plain_options(opt), world_size=world))
 
     def save_latest(epoch: int, position: int) -> None:
         if info.is_main:
@@ -172,7 +175,7 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
             bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True, file=sys.stdout,
                        initial=position // batch_size, total=position // batch_size + len(loader),
                        disable=not info.is_main)
-            for images, positions, n_bad in bar:
+            for images, positions, bad_files in bar:
                 t_data = time.time() - t_data_start
                 t_start = time.time()
                 hint_state = hint_gen.get_state()  # a stop before this step must not consume its hints
@@ -196,7 +199,7 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                     save_latest(epoch, first)
                     return stopped(stop.signum, resume_path)
                 position = first + nominal
-                stats["unreadable"] += n_bad
+                stats["unreadable"] += skip_log.add(bad_files)
                 stats["grayscale"] += images.shape[0] - (batch.A.shape[0] if batch is not None else 0)
                 before = counters["total_images"]
                 stepped = False
@@ -265,6 +268,10 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
             save_resume(epoch + 1, 0)
             if bool(any_flag(torch.tensor([stop.requested]), info)) and not last:
                 return stopped(stop.signum, resume_path)
+    for reasons in gather_objects(skip_log.reasons, info)[1:]:  # rank 0 lists every process's files
+        skip_log.reasons.update(reasons)
+    if info.is_main:
+        skip_log.report(save_dir)
     if info.enabled:
         if not replicas_in_sync(unwrap(model.netG), info, buffers=opt.sync_bn):
             print("error: the processes ended with different weights (the saved ones are rank 0's)", file=sys.stderr)

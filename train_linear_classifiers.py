@@ -58,7 +58,16 @@ fork: the JPatrick9793 fork's procedure, reproduced for comparison (reference sp
 Outputs in --linear_checkpoints: opt.txt, log.jsonl (one line per epoch: lr and, per layer,
 train/val loss, top-1, top-5), TensorBoard scalars in tensorboard/ when tensorboard is installed,
 the head checkpoints, results.json ({"layers": {"conv1": {"val_top1", "val_top5", "train_top1", ...}},
-"protocol", "num_classes", ...}) and accuracy_by_layer.png. Errors are one line on stderr, exit 2.
+"protocol", "num_classes", ...}), accuracy_by_layer.png and, when files were skipped,
+skipped_images.txt. Every result file is written atomically.
+
+Bad inputs: unreadable images (data.datasets.load_rgb) are skipped with one warning each, counted in
+results.json ("unreadable_dropped", per split) and listed at the end; the feature cache remembers
+them, so a cached rerun reports the same files. The generator checkpoint and the feature cache are
+read with weights_only=True: a checkpoint that cannot be read, does not fit or would run code when
+unpickled is a one-line error (exit 2); such a cache file is ignored with a one-line warning and
+the features are extracted again. Errors are one line on stderr: exit 2 for bad inputs, 1 when an
+output file cannot be written.
 """
 from __future__ import annotations
 
@@ -77,10 +86,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.datasets import ImageFolderDataset, RandomSubsetSampler, collate_skip_bad, eval_subset
+from data.datasets import (ImageFolderDataset, RandomSubsetSampler, SkipLog, SkippedImage, collate_skip_bad,
+                           eval_subset)
 from data.transforms import center_crop_transform, train_transform
 from models import load_generator, probes
-from util.checkpoint import CheckpointError, atomic_torch_save, atomic_write_text
+from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, atomic_write_text
 from util.runtime import resolve_device, save_options, seed_everything
 
 METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
@@ -222,7 +232,7 @@ def plot_accuracy(results: Mapping, path: str, title: str) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_savefig(fig, path)
 
 
 def summarize(runs: Mapping[str, str], out_dir: str) -> str:
@@ -235,17 +245,14 @@ def summarize(runs: Mapping[str, str], out_dir: str) -> str:
         if os.path.isfile(path):
             with open(path) as f:
                 results[label] = json.load(f)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(results, indent=2) + "\n")
     lines = ["| model | protocol | " + " | ".join(probes.LAYERS) + " |", "|---|---|" + "---|" * len(probes.LAYERS)]
     for label, r in results.items():
         cells = [f"{100 * r['layers'][layer]['val_top1']:.1f} / {100 * r['layers'][layer]['val_top5']:.1f}"
                  if layer in r["layers"] else "-" for layer in probes.LAYERS]
         lines.append(f"| {label} | {r['protocol']} | " + " | ".join(cells) + " |")
     table = "\n".join(lines + ["", "val top-1 / top-5 (%) at the last epoch"])
-    with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(table + "\n")
+    atomic_write_text(os.path.join(out_dir, "summary.md"), table + "\n")
     probes.plot_val_top1_by_layer(results, os.path.join(out_dir, "summary.png"))
     return table
 
@@ -260,8 +267,9 @@ def save_head(head: torch.nn.Module, path: str) -> None:
 
 def cached_features(opt, split: str, dataset: ImageFolderDataset, indices: List[int], views: int,
                     transform: Mapping, trunk: probes.FrozenTrunk, device: torch.device, ckpt_path: str,
-                    ckpt_sha1: str) -> dict:
-    """Features of one split, from the cache when the key matches, else extracted (and cached)."""
+                    ckpt_sha1: str, skip_log: SkipLog) -> dict:
+    """Features of one split, from the cache when the key matches, else extracted (and cached).
+    The split's unreadable files go to ``skip_log`` either way (the cache keeps their names)."""
     key = probes.cache_key(
         checkpoint=ckpt_path, checkpoint_sha1=ckpt_sha1, dataroot=dataset.root,
         files_sha1=probes.listing_sha1(dataset.root, [p for p, _ in dataset.samples]), num_files=len(dataset),
@@ -272,23 +280,24 @@ def cached_features(opt, split: str, dataset: ImageFolderDataset, indices: List[
         entry = probes.load_cache(path, key)
         if entry is not None:
             print(f"{split} features: {len(entry['labels'])} from the cache {path}")
-            entry["from_cache"] = True
-            return entry
+            unreadable = [SkippedImage(file, reason) for file, reason in entry["unreadable"]]
+            skip_log.add(unreadable)
+            return {**entry, "num_unreadable": len(unreadable), "from_cache": True}
     loader = DataLoader(probes.SeededViews(dataset, indices, views=views, seed=opt.seed, salt=split),
                         batch_size=opt.batch_size, shuffle=False, num_workers=opt.num_threads,
                         collate_fn=collate_skip_bad, pin_memory=device.type == "cuda")
     start = time.time()
-    features, labels, n_gray, n_bad = probes.extract_features(
+    features, labels, n_gray, unreadable = probes.extract_features(
         trunk, loader, device, opt.mask_cent, CACHE_DTYPES[opt.cache_dtype],
         progress=lambda it: tqdm(it, desc=f"{split} features", unit="batch", leave=False, file=sys.stdout,
-                                 disable=None))
+                                 disable=None), skip_log=skip_log)
     print(f"{split} features: {len(labels)} extracted in {time.time() - start:.1f} s "
-          f"({n_gray} grayscale and {n_bad} unreadable images dropped)")
+          f"({n_gray} grayscale and {len(unreadable)} unreadable images dropped)")
     if len(labels) == 0:
         raise ProbeError(f"{dataset.root}: no usable images (all grayscale or unreadable)")
-    entry = {"features": features, "labels": labels, "num_grayscale": n_gray, "num_unreadable": n_bad}
+    entry = {"features": features, "labels": labels, "num_grayscale": n_gray, "num_unreadable": len(unreadable)}
     if not opt.no_cache:
-        probes.save_cache(path, key, features, labels, n_gray, n_bad)
+        probes.save_cache(path, key, features, labels, n_gray, unreadable)
         print(f"{split} features: cached in {path}")
     entry["from_cache"] = False
     return entry
@@ -316,7 +325,7 @@ def sum_loss_top1_top5(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
                             hit[:, 0].sum().double(), hit.any(dim=1).sum().double()])
 
 
-def run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger) -> dict:
+def run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger, skip_log: SkipLog) -> dict:
     out = opt.linear_checkpoints
     print(f"hashing {ckpt_path} for the feature cache key")
     ckpt_sha1 = probes.file_sha1(ckpt_path)
@@ -324,10 +333,11 @@ def run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger) -> 
     val_idx = eval_subset(len(val_set), opt.max_dataset_size_validation or len(val_set), opt.seed)
     train = cached_features(opt, "train", train_set, train_idx, opt.train_augment,
                             {"kind": "train_random", "loadSize": opt.loadSize, "fineSize": opt.fineSize,
-                             "views": opt.train_augment, "seed": opt.seed}, trunk, device, ckpt_path, ckpt_sha1)
+                             "views": opt.train_augment, "seed": opt.seed}, trunk, device, ckpt_path, ckpt_sha1,
+                            skip_log)
     val = cached_features(opt, "val", val_set, val_idx, 1,
                           {"kind": "resize_center_crop", "loadSize": opt.loadSize, "fineSize": opt.fineSize},
-                          trunk, device, ckpt_path, ckpt_sha1)
+                          trunk, device, ckpt_path, ckpt_sha1, skip_log)
 
     layers = trunk.layers
     on_device = device.type == "cuda"  # keep the features on the GPU; on the CPU they stay memory-mapped
@@ -396,7 +406,7 @@ def run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger) -> 
 # Fork protocol: the backbone every epoch, softmax heads
 # ----------------------------------------------------------------------------------------------
 
-def run_fork(opt, train_set, val_set, trunk, device, logger) -> dict:
+def run_fork(opt, train_set, val_set, trunk, device, logger, skip_log: SkipLog) -> dict:
     out = opt.linear_checkpoints
     layers = trunk.layers
     num_classes = len(train_set.classes)
@@ -422,9 +432,9 @@ def run_fork(opt, train_set, val_set, trunk, device, logger) -> dict:
     def run_epoch(split: str, loader: DataLoader, train: bool) -> Dict[str, Dict[str, List[float]]]:
         # Per-batch values in lists seeded with 0.0, as the fork does.
         values = {layer: {"loss": [0.0], "top1": [0.0], "top5": [0.0]} for layer in layers}
-        for images, labels, n_bad in tqdm(loader, desc=split, unit="batch", leave=False, file=sys.stdout,
-                                                disable=None):
-            counts[f"{split}_unreadable"] += n_bad
+        for images, labels, bad_files in tqdm(loader, desc=split, unit="batch", leave=False, file=sys.stdout,
+                                              disable=None):
+            counts[f"{split}_unreadable"] += skip_log.add(bad_files)
             if images.shape[0] == 0:
                 continue
             feats, keep = probes.batch_features(trunk, images.to(device, non_blocking=True), opt.mask_cent,
@@ -519,12 +529,13 @@ def run(opt, parser) -> int:
     print(f"probing {opt.layers} of {ckpt_path} ({opt.protocol} protocol, {len(train_set.classes)} classes, "
           f"{len(train_set)} training and {len(val_set)} validation images, {device})")
     logger = ProbeLogger(opt.linear_checkpoints, opt.protocol)
+    skip_log = SkipLog()
     start = time.time()
     try:
         if corrected:
-            outcome = run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger)
+            outcome = run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger, skip_log)
         else:
-            outcome = run_fork(opt, train_set, val_set, trunk, device, logger)
+            outcome = run_fork(opt, train_set, val_set, trunk, device, logger, skip_log)
     finally:
         logger.close()
 
@@ -546,6 +557,7 @@ def run(opt, parser) -> int:
         print(f"{layer}: val top-1 {100 * r['val_top1']:.2f}%  top-5 {100 * r['val_top5']:.2f}%  "
               f"train top-1 {100 * r['train_top1']:.2f}%  (best epoch {r['best_epoch']})")
     print(f"results: {os.path.join(opt.linear_checkpoints, 'results.json')}")
+    skip_log.report(opt.linear_checkpoints)
     return 0
 
 
@@ -556,6 +568,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ProbeError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only or full output folder: files already there stay whole (atomic writes)
+        print(f"error: cannot write to {opt.linear_checkpoints}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,54 +1,170 @@
-"""Image-folder datasets that skip unreadable files instead of crashing.
+"""Image-folder datasets that skip unreadable files instead of crashing, and the skip report.
 
 Layouts:
   * training: ImageFolder layout, ``root/<class>/<image>`` (class labels are returned but the
     colorization losses do not use them);
   * evaluation: flat ``root/<image>`` or nested ``root/<any>/<image>`` (labels are -1 when flat).
 Files are found recursively, sorted, and filtered by extension.
+
+Bad files: :func:`load_rgb` turns every readable file into 8-bit RGB the same way for every script
+and raises UnreadableImageError for the others; a dataset returns a :class:`SkippedImage` record
+for such a file, :func:`collate_skip_bad` passes the records on with the batch (across DataLoader
+worker processes), and the script's :class:`SkipLog` warns once per file and reports the run's
+list at the end.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
+from util.checkpoint import atomic_write_text
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+#: The list of unreadable files a script writes at the end of its run (SkipLog.report).
+SKIPPED_LIST_NAME = "skipped_images.txt"
+#: Modes with an alpha channel (others may carry a palette or colour-key transparency in info).
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+#: Grayscale modes deeper than 8 bits.
+_DEEP_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 class UnreadableImageError(Exception):
-    """An image file that cannot be decoded (message names the file and the reason)."""
+    """An image file that cannot be decoded. ``str()`` is ``<path>: <reason>``, one line."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
 
 def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
-def load_rgb(path: str) -> Image.Image:
-    """Open an image as 8-bit RGB, honouring its EXIF orientation.
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """A decoded PIL image (any mode) as 8-bit RGB; see load_rgb for the rules."""
+    if img.mode in _DEEP_GRAY_MODES:
+        # 16-bit (or 16-bit data in 32-bit 'I') grayscale: v / 256, so 0..65535 -> 0..255; PIL's
+        # own conversion would clip everything above 255 to white.
+        img = img.point(lambda v: v / 256).convert("L")
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        # Composite on white, what a viewer shows: the colours stored under transparent pixels are
+        # arbitrary (often black), and dropping alpha would show them. Converting a palette image
+        # with transparency to RGBA first is also what PIL asks for (its UserWarning otherwise).
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return img.convert("RGB")  # RGB, L, 1, P, CMYK, YCbCr, ...
 
-    Raises UnreadableImageError for anything PIL cannot decode (truncated, empty, not an image,
-    a decompression bomb).
+
+def _reason(e: BaseException, path: str) -> str:
+    """A one-line reason for a failed decode, without the path PIL sometimes repeats."""
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image file PIL can identify"
+    if isinstance(e, (Image.DecompressionBombWarning, Image.DecompressionBombError)):
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        return (f"possible decompression bomb, not decoded: {pixels.group(1) if pixels else 'too many'} pixels, "
+                f"more than PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}")
+    text = str(e).strip().splitlines()[0].replace(repr(path), "file").replace(path, "file") if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Open an image file as an 8-bit RGB PIL image, the same way in every script.
+
+    * EXIF orientation is honoured (a phone photo stored sideways comes out upright: its size is
+      the displayed one, e.g. a 48 x 32 JPEG with Orientation 6 loads as 32 x 48).
+    * 16-bit grayscale (PNG 'I;16', TIFF) is scaled to 8 bits (v / 256), not clipped.
+    * Transparency (RGBA, LA, PA, a palette or colour-key tRNS, GIF) is composited on white.
+    * CMYK, palette, 1-bit and grayscale images get PIL's conversion to RGB (gray: R = G = B).
+    * Multi-frame files (animated GIF, multi-page TIFF): the first frame.
+    * Any size is accepted (a 1 x 1 image too; the transforms upsample small images).
+
+    Raises UnreadableImageError (path and a one-line reason) for an empty file, a file PIL cannot
+    identify (e.g. text named .jpg), a truncated or corrupt file, and a file of more than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (89.5 M by default: a possible decompression bomb,
+    refused before it is decoded), or a file that cannot be opened at all. PIL's other warnings
+    while decoding (EXIF, palette transparency) are silenced: the image is converted whatever they
+    say, and a run over millions of files must print one line per bad file and nothing else.
     """
     try:
+        if os.path.getsize(path) == 0:
+            raise UnreadableImageError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    # 16/32-bit grayscale: rescale to 8 bits instead of PIL's clipping conversion.
-                    img = img.point(lambda v: v / 256).convert("L")
-                if img.mode in ("P", "PA", "LA", "RGBA") and ("transparency" in img.info or "A" in img.mode):
-                    img = img.convert("RGBA")
-                return img.convert("RGB")
+                return _to_rgb(ImageOps.exif_transpose(img))
+    except UnreadableImageError:
+        raise
     except Exception as e:  # PIL raises many types (OSError, ValueError, SyntaxError, ...)
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UnreadableImageError(f"{path}: {reason}") from None
+        raise UnreadableImageError(path, _reason(e, path)) from None
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """What a dataset returns instead of (image, label) for a file load_rgb cannot read."""
+
+    path: str
+    reason: str
+
+
+class SkipLog:
+    """The unreadable image files of one run of a script (all epochs, splits and workers).
+
+    :meth:`add` prints ``warning: skipping unreadable image <path>: <reason>`` on stderr the
+    first time it sees a file, so there is one warning per bad file per run whatever the number
+    of epochs or DataLoader workers. :meth:`report`, at the end of the run, writes the sorted list.
+    """
+
+    def __init__(self):
+        self.reasons: Dict[str, str] = {}
+
+    def add(self, records: Iterable[SkippedImage]) -> int:
+        """Note a batch's skipped files; returns how many records there were (for per-epoch counts)."""
+        count = 0
+        for record in records:
+            count += 1
+            if record.path not in self.reasons:
+                self.reasons[record.path] = record.reason
+                print(f"warning: skipping unreadable image {record.path}: {record.reason}", file=sys.stderr)
+        return count
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+    @property
+    def paths(self) -> List[str]:
+        """The distinct skipped files, sorted."""
+        return sorted(self.reasons)
+
+    def report(self, folder: str) -> Optional[str]:
+        """End of run: with N > 0 skipped files, write them (one path a line, sorted) to
+        <folder>/skipped_images.txt atomically, print ``skipped N unreadable image file(s); listed in
+        <that file>`` and return its path. With none, print nothing and remove a list left there by
+        an earlier run (it would describe files this run did not skip). If the list cannot be
+        written, a one-line warning and the count line without it: the run's results stand."""
+        path = os.path.join(folder, SKIPPED_LIST_NAME)
+        try:
+            if not self.reasons:
+                if os.path.isfile(path):
+                    os.remove(path)
+                return None
+            atomic_write_text(path, "".join(p + "\n" for p in self.paths))
+        except OSError as e:
+            print(f"warning: cannot write or remove {path}: {e}", file=sys.stderr)
+            if self.reasons:
+                print(f"skipped {len(self)} unreadable image file(s) (see the warnings above)")
+            return None
+        print(f"skipped {len(self)} unreadable image file(s); listed in {path}")
+        return path
 
 
 def find_images(root: str) -> List[str]:
@@ -60,7 +176,8 @@ def find_images(root: str) -> List[str]:
 
 
 class ImageFolderDataset(Dataset):
-    """Images under ``root`` as (uint8 tensor 3 x H x W, label) pairs, or None for a bad file.
+    """Images under ``root`` as (uint8 tensor 3 x H x W, label) pairs, or a SkippedImage record
+    for a file load_rgb cannot read (no warning here: the script's SkipLog prints it once).
 
     Args:
         root: the folder.
@@ -97,18 +214,18 @@ class ImageFolderDataset(Dataset):
         try:
             img = load_rgb(path)
         except UnreadableImageError as e:
-            print(f"warning: skipping unreadable image {e}", file=sys.stderr)
-            return None
+            return SkippedImage(path, e.reason)
         return self.transform(img), label
 
 
-def collate_skip_bad(batch: Sequence):
-    """Collate (image, label) pairs, dropping the None entries of unreadable files.
+def collate_skip_bad(batch: Sequence) -> Tuple[torch.Tensor, torch.Tensor, List[SkippedImage]]:
+    """Collate (image, label) pairs, setting aside the SkippedImage records of unreadable files.
 
-    Returns (images uint8 N x 3 x H x W, labels int64 N, number skipped). N may be 0.
+    Returns (images uint8 N x 3 x H x W, labels int64 N, skipped: list of SkippedImage, in batch
+    order). N may be 0 (then images is 0 x 3 x 0 x 0).
     """
-    good = [b for b in batch if b is not None]
-    skipped = len(batch) - len(good)
+    skipped = [b for b in batch if isinstance(b, SkippedImage)]
+    good = [b for b in batch if not isinstance(b, SkippedImage)]
     if not good:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), skipped
     images = torch.stack([b[0] for b in good])
@@ -117,8 +234,8 @@ def collate_skip_bad(batch: Sequence):
 
 
 class IndexedSubset(Dataset):
-    """``dataset[indices[i]]`` with the label replaced by the dataset index (None stays None), so
-    evaluation scripts know which file each loaded image came from."""
+    """``dataset[indices[i]]`` with the label replaced by the dataset index (a SkippedImage stays
+    as it is), so evaluation scripts know which file each loaded image came from."""
 
     def __init__(self, dataset: ImageFolderDataset, indices: Sequence[int]):
         self.dataset, self.indices = dataset, list(indices)
@@ -128,7 +245,7 @@ class IndexedSubset(Dataset):
 
     def __getitem__(self, i: int):
         item = self.dataset[self.indices[i]]
-        return None if item is None else (item[0], self.indices[i])
+        return item if isinstance(item, SkippedImage) else (item[0], self.indices[i])
 
 
 class RandomSubsetSampler(Sampler[int]):

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from data.datasets import SkipLog, SkippedImage
 from models.networks import subsample
-from util.checkpoint import atomic_torch_save
+from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, load_tensor_file
 from util.hints import get_colorization_data
 
 #: Probe layers in network order, and the generator block each one reads.
@@ -55,7 +56,7 @@ FORK_POOL_KERNEL: Dict[str, int] = {"conv1": 32, "conv2": 16, "conv3": 16, "conv
 #: The grayscale filter of the probes (spec section 7.1: get_colorization_data's default 5).
 AB_THRESH = 5.0
 #: Bump when the extraction or the cache layout changes, to invalidate old cache files.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the unreadable files' names and reasons are cached
 
 
 def feature_dim(layer: str) -> int:
@@ -339,14 +340,18 @@ def load_cache(path: str, key: Mapping) -> Optional[dict]:
     """The cached entry at ``path`` if it exists, is readable and was written for ``key``, else None.
 
     The entry is {"key": str, "features": {layer: N x D}, "labels": N int64, "num_grayscale": int,
-    "num_unreadable": int}; tensors are memory-mapped, not read into memory up front.
+    "unreadable": [[path, reason], ...] (one per dropped view)}; tensors are memory-mapped, not
+    read into memory up front. Read with util.checkpoint.load_tensor_file (weights_only: nothing
+    in the file can run code). A truncated, foreign or refused file (one whose unpickling would
+    call something) is not an error: the cache is derived data, so it is ignored with a one-line
+    warning and the caller extracts the features again (and overwrites it).
     """
     if not os.path.isfile(path):
         return None
     try:
-        entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # truncated or foreign file: extract again
-        print(f"warning: ignoring unreadable feature cache {path} ({type(e).__name__})", file=sys.stderr)
+        entry = load_tensor_file(path, "feature cache", mmap=True)
+    except CheckpointError as e:
+        print(f"warning: ignoring the feature cache, extracting again: {e}", file=sys.stderr)
         return None
     if not isinstance(entry, dict) or entry.get("key") != key_json(key):
         return None
@@ -354,29 +359,34 @@ def load_cache(path: str, key: Mapping) -> Optional[dict]:
 
 
 def save_cache(path: str, key: Mapping, features: Mapping[str, Tensor], labels: Tensor, num_grayscale: int,
-               num_unreadable: int) -> dict:
+               unreadable: Sequence[SkippedImage]) -> dict:
     """Write an entry atomically (see :func:`load_cache`) and return it."""
     entry = {"key": key_json(key), "features": dict(features), "labels": labels, "num_grayscale": int(num_grayscale),
-             "num_unreadable": int(num_unreadable)}
+             "unreadable": [[record.path, record.reason] for record in unreadable]}
     atomic_torch_save(entry, path)
     return entry
 
 
 def extract_features(trunk: FrozenTrunk, loader: DataLoader, device: torch.device, mask_cent: float,
-                     dtype: torch.dtype = torch.bfloat16, progress: Optional[Callable] = None):
+                     dtype: torch.dtype = torch.bfloat16, progress: Optional[Callable] = None,
+                     skip_log: Optional[SkipLog] = None):
     """Corrected-protocol features of every image of ``loader``, pooled by :func:`pool_corrected`.
 
-    loader yields (uint8 images, labels, n_unreadable) (data.datasets.collate_skip_bad). Images
-    dropped by the grayscale filter are dropped with their labels. Returns
-    ({layer: N x D ``dtype`` on the CPU}, labels N int64, num_grayscale, num_unreadable).
+    loader yields (uint8 images, labels, skipped records) (data.datasets.collate_skip_bad). Images
+    dropped by the grayscale filter are dropped with their labels; unreadable ones go to
+    ``skip_log`` (which warns) as they come. Returns ({layer: N x D ``dtype`` on the CPU},
+    labels N int64, num_grayscale, unreadable: the SkippedImage records, one per dropped view).
     """
     capacity = len(loader.dataset)
     store = {layer: torch.empty(capacity, feature_dim(layer), dtype=dtype) for layer in trunk.layers}
     labels_out = torch.empty(capacity, dtype=torch.long)
-    n = num_grayscale = num_unreadable = 0
+    n = num_grayscale = 0
+    unreadable: List[SkippedImage] = []
     batches = progress(loader) if progress is not None else loader
-    for images, labels, n_bad in batches:
-        num_unreadable += n_bad
+    for images, labels, bad_files in batches:
+        unreadable.extend(bad_files)
+        if skip_log is not None:
+            skip_log.add(bad_files)
         if images.shape[0] == 0:
             continue
         feats, keep = batch_features(trunk, images.to(device, non_blocking=True), mask_cent, pool_corrected)
@@ -392,7 +402,7 @@ def extract_features(trunk: FrozenTrunk, loader: DataLoader, device: torch.devic
     if n < capacity:  # clone so that the saved storage is not the full preallocated buffer
         store = {layer: value[:n].clone() for layer, value in store.items()}
         labels_out = labels_out[:n].clone()
-    return store, labels_out, num_grayscale, num_unreadable
+    return store, labels_out, num_grayscale, unreadable
 
 
 def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
@@ -405,7 +415,7 @@ def plot_val_top1_by_layer(results: Mapping[str, Mapping], path: str,
     """The study's figure: validation top-1 (%) against layer, one line per model.
 
     results: label -> a results.json of train_linear_classifiers.py. Returns ``path``. Uses
-    matplotlib's object API (no pyplot state, no backend switch).
+    matplotlib's object API (no pyplot state, no backend switch); written atomically.
     """
     from matplotlib.figure import Figure
 
@@ -423,5 +433,4 @@ def plot_val_top1_by_layer(results: Mapping[str, Mapping], path: str,
     if results:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return atomic_savefig(fig, path)

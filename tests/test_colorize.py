@@ -246,11 +246,15 @@ def test_folder_mirrors_tree_and_skips_bad_files(weights, tmp_path, capsys):
     captured = capsys.readouterr()
     produced = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert produced == sorted(["a.png", os.path.join("sub", "b.png"), os.path.join("sub", "deeper", "c.png"),
-                               os.path.join("sub", "c.jpg.png"), os.path.join("sub", "c.png.png")])
+                               os.path.join("sub", "c.jpg.png"), os.path.join("sub", "c.png.png"),
+                               "skipped_images.txt"])
+    assert (out / "skipped_images.txt").read_text() == f"{src / 'sub' / 'broken.jpg'}\n"
     with Image.open(out / "sub" / "deeper" / "c.png") as image:
         assert image.mode == "RGB" and image.size == (13, 17)
     assert "warning: skipping unreadable image" in captured.err and "broken.jpg" in captured.err
-    assert "colorized 5 of 6 image(s)" in captured.out and "skipped 1" in captured.out
+    assert captured.out.splitlines()[-2:] == [
+        f"colorized 5 of 6 image(s) into {out}",
+        f"skipped 1 unreadable image file(s); listed in {out / 'skipped_images.txt'}"]
     # An output folder inside the input folder is not read back as input on a second run.
     single = tmp_path / "single"
     single.mkdir()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data.datasets import ImageFolderDataset, collate_skip_bad, find_images, load_rgb
+from data.datasets import ImageFolderDataset, SkipLog, SkippedImage, collate_skip_bad, find_images, load_rgb
 from data.transforms import eval_transform, train_transform
 from util.runtime import resolve_device
 
@@ -42,17 +42,36 @@ def test_eval_layout_flat_or_nested(tmp_path):
         ImageFolderDataset(str(tmp_path / "missing"), eval_transform(16), require_classes=False)
 
 
-def test_bad_file_gives_none_and_collate_counts(tmp_path, capsys):
+def test_bad_file_gives_a_record_and_collate_sets_it_aside(tmp_path, capsys):
     write_png(tmp_path / "c" / "good.png")
     (tmp_path / "c" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     data = ImageFolderDataset(str(tmp_path), eval_transform(8))
     items = [data[i] for i in range(len(data))]
-    assert items[0] is None and items[1][0].shape == (3, 8, 8)
-    assert "warning: skipping unreadable image" in capsys.readouterr().err
+    bad = str(tmp_path / "c" / "bad.jpg")
+    assert items[0] == SkippedImage(bad, "OSError: Truncated File Read")
+    assert items[1][0].shape == (3, 8, 8)
+    assert capsys.readouterr().err == ""  # the dataset does not warn: the script's SkipLog does, once
     images, labels, skipped = collate_skip_bad(items)
-    assert images.shape == (1, 3, 8, 8) and labels.tolist() == [0] and skipped == 1
-    images, labels, skipped = collate_skip_bad([None, None])
-    assert images.shape[0] == 0 and skipped == 2
+    assert images.shape == (1, 3, 8, 8) and labels.tolist() == [0] and skipped == [items[0]]
+    images, labels, skipped = collate_skip_bad([items[0], SkippedImage("x.png", "empty file (0 bytes)")])
+    assert images.shape == (0, 3, 0, 0) and labels.shape == (0,) and [s.path for s in skipped] == [bad, "x.png"]
+
+
+def test_skip_log_warns_once_per_file_and_writes_the_sorted_list(tmp_path, capsys):
+    log = SkipLog()
+    records = [SkippedImage("/d/b.jpg", "empty file (0 bytes)"), SkippedImage("/d/a.png", "not an image")]
+    assert log.add(records) == 2 and log.add(records[:1]) == 1  # per-batch counts count every record
+    assert len(log) == 2 and log.paths == ["/d/a.png", "/d/b.jpg"]
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["warning: skipping unreadable image /d/b.jpg: empty file (0 bytes)",
+                                         "warning: skipping unreadable image /d/a.png: not an image"]
+    listing = tmp_path / "out" / "skipped_images.txt"
+    assert log.report(str(tmp_path / "out")) == str(listing)
+    assert listing.read_text() == "/d/a.png\n/d/b.jpg\n"
+    assert capsys.readouterr().out == f"skipped 2 unreadable image file(s); listed in {listing}\n"
+    # A clean run prints nothing and removes the list an earlier run left in the same folder.
+    assert SkipLog().report(str(tmp_path / "out")) is None
+    assert not listing.exists() and capsys.readouterr() == ("", "")
 
 
 def test_load_rgb_modes(tmp_path):

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import train_linear_classifiers as tlc
+from data.datasets import SkippedImage
 from models import probes
 from models.networks import define_G
 from util.checkpoint import save_network
@@ -278,13 +279,16 @@ def test_cache_key_tracks_checkpoint_data_and_transform(tmp_path):
     # A file holding another key, or garbage, is a miss.
     key = probes.cache_key(**base)
     probes.save_cache(path, probes.cache_key(**{**base, "files_sha1": "g"}), {"conv1": torch.zeros(1, 2)},
-                      torch.zeros(1, dtype=torch.long), 0, 0)
+                      torch.zeros(1, dtype=torch.long), 0, [])
     assert probes.load_cache(path, key) is None
     with open(path, "wb") as f:
         f.write(b"not a torch file")
     assert probes.load_cache(path, key) is None
-    probes.save_cache(path, key, {"conv1": torch.ones(1, 2)}, torch.zeros(1, dtype=torch.long), 0, 0)
-    assert torch.equal(probes.load_cache(path, key)["features"]["conv1"], torch.ones(1, 2))
+    probes.save_cache(path, key, {"conv1": torch.ones(1, 2)}, torch.zeros(1, dtype=torch.long), 0,
+                      [SkippedImage("/d/x.jpg", "empty file (0 bytes)")])
+    entry = probes.load_cache(path, key)
+    assert torch.equal(entry["features"]["conv1"], torch.ones(1, 2))
+    assert entry["unreadable"] == [["/d/x.jpg", "empty file (0 bytes)"]]
 
 
 # ----------------------------------------------------------------------------------------------

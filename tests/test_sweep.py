@@ -220,8 +220,10 @@ def test_identical_images_unreadable_files_and_small_folders(setup, tmp_path, ca
     assert test_sweep.main(args) == 0
     captured = capsys.readouterr()
     assert "holds 3 images, fewer than --how_many 10; using all of them" in captured.out
-    assert "warning: skipping unreadable image" in captured.err and "skipped 1 unreadable image(s)" in captured.err
     out_dir = tmp_path / "res" / "gray" / "sweep_latest"
+    assert captured.err.startswith(f"warning: skipping unreadable image {data / 'c_broken.png'}: ")
+    listing = out_dir / "skipped_images.txt"
+    assert captured.out.splitlines()[-1] == f"skipped 1 unreadable image file(s); listed in {listing}"
     record = json.loads((out_dir / "sweep.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert record["paths"] == ["a_black.png", "b_photo.png"] and record["skipped"] == ["c_broken.png"]
     assert record["psnr"][0] == [PSNR_CAP_DB] * 26 and record["num_capped"] == 26

@@ -61,7 +61,8 @@ def base(env):
 def test_outputs_structure(base, env):
     report = read_json(base)
     assert report["name"] == "m" and report["which_epoch"] == "latest" and report["seed"] == 0
-    assert report["how_many"] == 3 and report["num_images"] == 3 and report["num_skipped"] == 0
+    assert report["how_many"] == 3 and report["num_images"] == 3
+    assert report["num_skipped"] == 0 and report["skipped"] == []
     assert report["loadSize"] == 32 and report["mask_cent"] == 0.5 and report["device"] == "cpu"
     assert list(report["metrics"]) == KEYS
     settings = report["settings"]
@@ -141,11 +142,14 @@ def test_nested_folder_batched_short_folder_and_unreadable_file(base, env, tmp_p
     captured = capsys.readouterr()
     assert rc == 0
     assert "--how_many 10" in captured.out and "holds 5 images" in captured.out
-    assert "skipped 1 unreadable image(s)" in captured.out
-    assert "zz_broken.png" in captured.err and "Traceback" not in captured.err
     web = tmp_path / "res" / "m" / "val_latest"
+    listing = web / "skipped_images.txt"
+    assert captured.out.splitlines()[-1] == f"skipped 1 unreadable image file(s); listed in {listing}"
+    assert listing.read_text() == f"{nested / 'b' / 'zz_broken.png'}\n"
+    assert captured.err == (f"warning: skipping unreadable image {nested / 'b' / 'zz_broken.png'}: "
+                            "not an image file PIL can identify\n")
     report = read_json(web)
-    assert report["num_images"] == 4 and report["num_skipped"] == 1
+    assert report["num_images"] == 4 and report["num_skipped"] == 1 and report["skipped"] == ["b/zz_broken.png"]
     assert all(s["num_images"] == 4 for s in report["settings"])
     paths = [image["path"] for image in report["settings"][0]["images"]]
     assert paths == ["a/chelsea_000.png", "a/chelsea_001.png", "b/coffee_000.png", "b/coffee_001.png"]

@@ -7,8 +7,10 @@ intact. Loading never unpickles code (``weights_only=True``) and reports problem
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import re
 import tempfile
 from collections import OrderedDict
 from typing import Mapping
@@ -58,6 +60,14 @@ def _atomic_write(path: str, write) -> None:
         raise
 
 
+def check_writable(folder: str) -> None:
+    """Create ``folder`` if needed and check that a file can be created in it (the file is
+    removed again); raises OSError otherwise. For scripts that write their results only at the
+    end of a long run."""
+    os.makedirs(folder, exist_ok=True)
+    tempfile.TemporaryFile(dir=folder).close()
+
+
 def atomic_torch_save(obj, path: str) -> None:
     """torch.save ``obj`` to ``path`` atomically (see _atomic_write)."""
     _atomic_write(path, lambda f: torch.save(obj, f))
@@ -65,7 +75,20 @@ def atomic_torch_save(obj, path: str) -> None:
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write a text file (UTF-8) atomically: results and reports are never left half-written."""
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see _atomic_write)."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_savefig(fig, path: str, **kwargs) -> str:
+    """Save a matplotlib Figure atomically (format from the extension, e.g. .png). Returns ``path``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(path)[1].lstrip(".").lower() or "png", **kwargs)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list:
@@ -98,21 +121,51 @@ def save_network(net: nn.Module, path: str) -> None:
     save_checked(state, path)
 
 
+#: How torch names the global a weights-only unpickler refused (two wordings across versions).
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
+_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
+
+
+def _first_sentence(e: BaseException) -> str:
+    """``Type: first sentence of the message`` (torch's messages run to several lines)."""
+    text = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def load_tensor_file(path: str, what: str = "file", mmap: bool = False):
+    """``torch.load`` a file safely: on the CPU, ``weights_only=True`` (tensors, dicts, lists,
+    numbers and strings; never code), optionally memory-mapped.
+
+    Every failure is a CheckpointError with a one-line message naming the file: missing, empty,
+    not a torch file, truncated, or refused because unpickling it would call something (the
+    message names what, e.g. ``posix.system``; none of it runs). ``what`` names the kind of file
+    in the messages ("checkpoint", "feature cache", ...).
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such {what} file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: cannot read {what} (empty file)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        called = _REFUSED_GLOBAL.search(str(e))
+        if called:
+            detail = f"unpickling it would call {called.group(1)}; only tensors and plain containers are loaded"
+        else:
+            found = _UNPICKLER_ERROR.search(str(e))
+            detail = found.group(1).strip() if found else _first_sentence(e)
+        raise CheckpointError(f"{path}: refused to load, the file is not a plain weights file ({detail})") from None
+    except Exception as e:  # truncated or not a torch file at all
+        raise CheckpointError(f"{path}: cannot read {what} ({_first_sentence(e)})") from None
+
+
 def read_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
     """Read a weight file safely and normalise it to bare key names.
 
     Accepts a plain state_dict, optionally nested under 'state_dict'/'model'/'netG', with or
     without ``module.``/``_orig_mod.`` prefixes. Raises CheckpointError (one line) otherwise.
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load, the file is not a plain weights file ({first})") from None
-    except Exception as e:  # truncated or not a torch file at all
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    obj = load_tensor_file(path, "checkpoint")
     for key in ("state_dict", "model", "netG"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]

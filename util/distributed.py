@@ -93,13 +93,13 @@ def mean_over_processes(values: Tensor, info: DistInfo) -> Tensor:
     return sum_over_processes(values, info) / info.world_size
 
 
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's python object on every process."""
+def gather_objects(obj, info: DistInfo) -> list:
+    """Every process's python object, in rank order, on every process ([obj] for one)."""
     if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return [obj]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -7,6 +7,8 @@ from typing import Sequence
 import dominate
 from dominate.tags import a, br, h3, img, meta, p, table, td, tr
 
+from util.checkpoint import atomic_write_text
+
 
 class HTML:
     """A page at <web_dir>/index.html whose images live in <web_dir>/images/.
@@ -51,7 +53,7 @@ class HTML:
                             p(txt)
 
     def save(self) -> str:
+        """Write <web_dir>/index.html atomically (a reader never sees half a page); returns its path."""
         path = os.path.join(self.web_dir, "index.html")
-        with open(path, "wt") as f:
-            f.write(self.doc.render())
+        atomic_write_text(path, self.doc.render())
         return path

@@ -1,9 +1,14 @@
 """Tensor <-> uint8 image conversion, as the original (truncation, not rounding)."""
 from __future__ import annotations
 
+import io
+import os
+
 import numpy as np
 import torch
 from PIL import Image
+
+from util.checkpoint import atomic_write_bytes
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -25,5 +30,13 @@ def tensor2im(image: torch.Tensor) -> np.ndarray:
 
 
 def save_image(image: np.ndarray, path: str) -> None:
-    """Save H x W x 3 uint8 as an image file (format from the extension)."""
-    Image.fromarray(image).save(path)
+    """Save H x W x 3 uint8 as an image file (format from the extension), atomically."""
+    save_pil_atomic(Image.fromarray(image), path)
+
+
+def save_pil_atomic(image: Image.Image, path: str, **params) -> None:
+    """``image.save(path, **params)`` (format from the extension), atomically: encoded in memory,
+    then written to a temporary file beside ``path`` and renamed over it (util.checkpoint)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower()), **params)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -9,7 +9,6 @@ files so that those stay interchangeable with the official ones.
 """
 from __future__ import annotations
 
-import pickle
 import random
 import signal
 import sys
@@ -18,7 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from util.checkpoint import CheckpointError, save_checked
+from util.checkpoint import CheckpointError, load_tensor_file, save_checked
 
 RESUME_FILE = "resume_state.pth"
 FORMAT = "colorization-pytorch resume point, version 1"
@@ -78,14 +77,7 @@ def save_resume_point(path: str, state: dict) -> None:
 def load_resume_point(path: str) -> dict:
     """Read a resume point safely. CheckpointError (one line naming the file) when it cannot be
     read, would need arbitrary unpickling, or is not a resume point of this program."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load, it needs arbitrary unpickling ({first})") from None
-    except Exception as e:  # truncated, not a torch file, ...
-        raise CheckpointError(f"{path}: cannot read resume point ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    state = load_tensor_file(path, "resume point")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a resume point of this train.py (format {state.get('format')!r})"
                               if isinstance(state, dict) else f"{path}: not a resume point of this train.py")

@@ -73,9 +73,9 @@ def format_options(opt: argparse.Namespace, parser: Optional[argparse.ArgumentPa
 
 def save_options(opt: argparse.Namespace, parser: Optional[argparse.ArgumentParser], folder: str,
                  filename: str = "opt.txt") -> str:
-    """Write the option listing to <folder>/<filename> and return its text."""
+    """Write the option listing to <folder>/<filename> (atomically) and return its text."""
+    from util.checkpoint import atomic_write_text
+
     text = format_options(opt, parser)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, filename), "w") as f:
-        f.write(text + "\n")
+    atomic_write_text(os.path.join(folder, filename), text + "\n")
     return text

@@ -13,6 +13,7 @@ format and the plot.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from typing import List, Optional, Sequence, Tuple
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from util.checkpoint import atomic_write_text
+from util.checkpoint import atomic_savefig, atomic_write_text
 from util.color import lab_norm2rgb
 from util.hints import ColorizationBatch, get_colorization_data
 from util.image import to_uint8
@@ -90,12 +91,14 @@ def load_reference(path: str = REFERENCE_NPY) -> Tuple[List[int], np.ndarray, np
 
 
 def write_csv(path: str, num_points: Sequence[int], mean: Sequence[float], se: Sequence[float]) -> None:
-    """sweep.csv: header ``num_points,psnr_mean,psnr_se``, one row per level, dB to 6 decimals."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(CSV_HEADER)
-        for n, m, s in zip(num_points, mean, se):
-            writer.writerow((int(n), f"{float(m):.6f}", f"{float(s):.6f}"))
+    """sweep.csv: header ``num_points,psnr_mean,psnr_se``, one row per level, dB to 6 decimals
+    (written atomically)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for n, m, s in zip(num_points, mean, se):
+        writer.writerow((int(n), f"{float(m):.6f}", f"{float(s):.6f}"))
+    atomic_write_text(path, text.getvalue())
 
 
 def read_csv(path: str) -> Tuple[List[int], np.ndarray, np.ndarray]:
@@ -189,8 +192,7 @@ def plot_sweep(curves: Sequence[Curve], path: str, *, reference: bool = True, ti
     ax.grid(alpha=0.3)
     ax.legend(loc="best", title="mean ± SE (shaded)", fontsize="small", title_fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    return atomic_savefig(fig, path, dpi=100)
 
 
 def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[int], mean: Sequence[float],
@@ -225,6 +227,5 @@ def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[i
                         td(f"{r[0]:.2f} ± {r[1]:.2f}" if r else "n/a")
                         td(f"{m - r[0]:+.2f}" if r else "n/a")
     path = os.path.join(folder, "index.html")
-    with open(path, "w") as f:
-        f.write(doc.render())
+    atomic_write_text(path, doc.render())
     return path
