@@ -510,7 +510,7 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch, source_state):
 
     monkeypatch.setattr(torch, "save", broken_save)
     net.load_state_dict(source_state)  # different weights: a completed save would change the file
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"latest_net_G.pth: cannot save \(disk full\)$"):
         save_network(net, str(path))
     monkeypatch.undo()
     assert path.read_bytes() == before

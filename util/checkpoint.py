@@ -102,8 +102,7 @@ def save_checked(obj, path: str) -> None:
     try:
         atomic_torch_save(obj, path)
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot save ({e.strerror or type(e).__name__}"
-                              f"{': ' + e.filename if e.filename and e.filename != path else ''})") from None
+        raise CheckpointError(f"{path}: cannot save ({e.strerror or str(e) or type(e).__name__})") from None
 
 
 def save_network(net: nn.Module, path: str) -> None:
