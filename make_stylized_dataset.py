@@ -45,7 +45,8 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="make_stylized_dataset.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     _flag(parser, "content_dir", required=True, help="root of the images to stylize (searched recursively)")
     _flag(parser, "style_dir", required=True, help="root of the style images (searched recursively)")
     _flag(parser, "output_dir", default="output", help="where the mirrored tree is written (default: %(default)s)")

@@ -166,7 +166,7 @@ def save_atomic(image: torch.Tensor, path: str) -> None:
     leave an empty file, which counts as not done.)"""
     folder, name = os.path.split(path)
     fmt = Image.registered_extensions()[os.path.splitext(name)[1].lower()]
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    tmp = os.path.join(folder, _temporary_name(name))
     try:
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp, format=fmt)
         os.replace(tmp, path)
@@ -174,6 +174,19 @@ def save_atomic(image: torch.Tensor, path: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _temporary_name(name: str) -> str:
+    return f".{name}.{os.getpid()}.tmp"
+
+
+def remove_stale_temporaries(folders) -> None:
+    """Delete the temporary files that a killed run left in ``folders`` (one listing per folder)."""
+    for folder in folders:
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder):
+                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+                    os.unlink(entry.path)
 
 
 @contextlib.contextmanager
@@ -347,6 +360,7 @@ def stylize_folder(model: AdaIN, device: torch.device, content_dir: str, style_d
             else:
                 todo.setdefault(content, []).append((style, path))
 
+    remove_stale_temporaries({os.path.dirname(path) for pairs in todo.values() for _, path in pairs})
     with torch.inference_mode(), no_decompression_bomb_limit():
         stats = _style_statistics(model, device, style_dir, sorted({s for pairs in todo.values() for s, _ in pairs},
                                                                   key=lambda p: p.split("/")),
