@@ -4,7 +4,10 @@ import subprocess
 
 import pytest
 
-from tests.test_download_script import BASH, DOWNLOADERS, all_files, free_port, make_path, server  # noqa: F401
+from tests import test_download_script as download
+from tests.test_download_script import BASH, DOWNLOADERS, all_files, free_port, make_path
+
+server = download.server  # the local HTTP server fixture
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained_models",
                       "download_adain_models.sh")
@@ -39,7 +42,7 @@ def test_offline_is_one_line_and_leaves_nothing(tmp_path, downloader):
     assert all_files(work) == []
 
 
-def test_download_rerun_and_names(tmp_path, server):  # noqa: F811
+def test_download_rerun_and_names(tmp_path, server):
     url, folder = server
     (folder / "vgg_normalised.pth").write_bytes(b"v" * 1000)
     (folder / "decoder.pth").write_bytes(b"d" * 500)
