@@ -104,7 +104,6 @@ if [ "$SMOKE" = 1 ]; then
   SWEEP_ARGS=${SWEEP_ARGS:---loadSize 32 --num_threads 0}
   PROBE_NITER=${PROBE_NITER:-2}; PROBE_MAX_DATASET_SIZE=${PROBE_MAX_DATASET_SIZE:-12}
   PROBE_ARGS=${PROBE_ARGS:---loadSize 40 --fineSize 32 --num_threads 0 --batch_size 12}
-  MASK_CENT_PRETRAINED=0.5  # the fake "pretrained" model is our own smoke baseline
 fi
 
 IMAGENET_SRC=${IMAGENET_SRC:-}
@@ -143,7 +142,9 @@ PROBE_NITER=${PROBE_NITER:-200}; PROBE_MAX_DATASET_SIZE=${PROBE_MAX_DATASET_SIZE
 PROBE_ARGS=${PROBE_ARGS:-}
 COCO_PROBE_TRAIN=${COCO_PROBE_TRAIN:-$IMAGENET_TRAIN}
 COCO_PROBE_VAL=${COCO_PROBE_VAL:-$IMAGENET_VAL_CLASSES}
-MASK_CENT_PRETRAINED=${MASK_CENT_PRETRAINED:-0}
+# The downloaded SIGGRAPH17 weights were trained with a {0,1} hint mask; the smoke's fake
+# "pretrained" model is our own baseline, trained with the default 0.5.
+if [ "$SMOKE" = 1 ]; then pretrained_mask_cent=0.5; else pretrained_mask_cent=0; fi
 
 case "$PRETRAINED" in download|retrain) ;; *) die "PRETRAINED must be download or retrain (got '$PRETRAINED')" ;; esac
 for s in $STAGES; do
@@ -169,7 +170,7 @@ model_info() {
   case "$1" in
     pretrained)
       if [ "$PRETRAINED" = download ]; then
-        LABEL=pretrained; CKPT_DIR=$CHECKPOINTS_DIR_PRETRAINED; NAME=siggraph_caffemodel; MASK_CENT=$MASK_CENT_PRETRAINED
+        LABEL=pretrained; CKPT_DIR=$CHECKPOINTS_DIR_PRETRAINED; NAME=siggraph_caffemodel; MASK_CENT=$pretrained_mask_cent
       else
         LABEL=baseline; CKPT_DIR=$CHECKPOINTS_DIR; NAME=siggraph_reg2
       fi ;;

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,9 @@ import time
 import pytest
 
 from scripts import run_entry_points
+from scripts.make_study_smoke_data import write_fake_coco
 from tests.browser import assert_page_ok
+from tests.test_make_ilsvrc_dataset import TEST_INDS, make_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "run_study.sh")
@@ -89,6 +92,55 @@ def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ran      test coco" in proc.stdout and "skipped  sweep coco" in proc.stdout
     assert "ran      report" in proc.stdout and report.stat().st_mtime_ns != before
+
+
+def test_retrained_baseline_takes_the_first_slot(smoke):
+    """PRETRAINED=retrain: the baseline recipe; its phases 1-2 are the saturation model's, done."""
+    root, _, _ = smoke
+    proc = run_study(root, PRETRAINED="retrain", MODELS="pretrained", STAGES="train eval")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "==== train baseline ====\nstarting at phase 3" in proc.stdout
+    assert "==== phase 1" not in proc.stdout and "==== phase 3: siggraph_reg ====" in proc.stdout
+    assert re.search(r"lambda_sat: 0\.0\s", (root / "checkpoints" / "siggraph_reg2" / "opt.txt").read_text())
+    metrics = json.loads((root / "results" / "baseline" / "siggraph_reg2" / "val_latest" / "metrics.json").read_text())
+    assert len(metrics["settings"]) == 3
+    assert (root / "results" / "baseline" / "siggraph_reg2" / "sweep_latest" / "sweep.csv").exists()
+
+
+def test_real_data_stage_builds_imagenet_100_val_classes_and_coco(tmp_path):
+    """Without SMOKE: make_ilsvrc_dataset.py --num_classes 100 on a (zero-byte) ILSVRC2012 tree,
+    val_classes/ from a class-sorted val, make_coco_dataset.py with COCO_ARGS; then a rerun."""
+    wnids = ["n%07d" % i for i in range(120, 0, -1)]
+    src = make_source(tmp_path, list(range(1000)) + TEST_INDS.tolist(), wnids=wnids)
+    by_class = tmp_path / "val_by_class"
+    for w in wnids:
+        (by_class / w).mkdir(parents=True)
+    write_fake_coco(str(tmp_path / "coco"))
+    env = dict(SMOKE="0", STAGES="data", MODELS="pretrained coco", IMAGENET_SRC=str(src),
+               IMAGENET_ROOT=str(tmp_path / "in100"), IMAGENET_VAL_BY_CLASS=str(by_class),
+               COCO_SRC=str(tmp_path / "coco"), COCO_ROOT=str(tmp_path / "coco_out"), COCO_ARGS="--drop_unlabeled",
+               RESULTS_DIR=str(tmp_path / "results"))
+    proc = run_study(tmp_path / "cwd", **env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    first_100 = sorted(wnids)[:100]
+    assert sorted(os.listdir(tmp_path / "in100" / "train")) == first_100
+    assert len(os.listdir(tmp_path / "in100" / "test" / "imgs")) == 10000
+    val_classes = tmp_path / "in100" / "val_classes"
+    assert sorted(os.listdir(val_classes)) == first_100
+    assert os.readlink(val_classes / first_100[0]) == str(by_class / first_100[0])
+    assert "000_background" not in os.listdir(tmp_path / "coco_out" / "train")
+    assert not (tmp_path / "in100" / "stylized").exists()  # no stylized model asked for
+    proc = run_study(tmp_path / "cwd", **env)
+    assert proc.returncode == 0
+    assert "skipped  ImageNet-100\n" in proc.stdout and "skipped  ImageNet-100 val_classes" in proc.stdout
+    assert "skipped  COCO 2017" in proc.stdout
+
+
+def test_pretrained_weights_elsewhere_must_be_put_there(tmp_path):
+    proc = run_study(tmp_path / "root", SMOKE="0", STAGES="train", MODELS="pretrained",
+                     CHECKPOINTS_DIR_PRETRAINED=str(tmp_path / "elsewhere"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "download_siggraph_model.sh" in lines[0], proc.stderr
 
 
 @pytest.mark.parametrize("env, message", [({"PRETRAINED": "maybe"}, "PRETRAINED must be download or retrain"),
