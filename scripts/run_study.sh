@@ -30,6 +30,8 @@
 #   report   compare_models.py over the four models: RESULTS_DIR/comparison/index.html (rewritten when
 #            any earlier step ran)
 # Outputs: RESULTS_DIR/<model>/<name>/{val_latest,sweep_latest}/, PROBES_DIR/<model>/, the report.
+# The Python steps of the data stage, and all evaluation and probe steps, each run in one Python
+# process (scripts/run_entry_points.py), which saves importing torch a dozen times.
 #
 # Configuration (environment variables, defaults in brackets):
 #   SMOKE=1            the whole study on tiny generated data on the CPU in about a minute and a half:
@@ -60,12 +62,15 @@
 #   STAGES             [data train eval probes report]
 #   GPU_IDS            --gpu_ids of every step (-1: CPU; empty: GPU 0 if there is one)
 #   NITER_1..NITER_4   epochs per phase [100 15 10 5]; COCO_NITER_1 [11]
-#   MAX_DATASET_SIZE   training images per epoch, a fresh random subset each epoch [130000, the fork's]
+#   MAX_DATASET_SIZE   training images per epoch, a fresh random subset each epoch [130000, the fork's;
+#                      empty: all]
 #   TRAIN_ARGS         more train.py flags for every phase (train_siggraph.sh's EXTRA_ARGS)
 #   HOW_MANY [200], SWEEP_HOW_MANY [1000]; TEST_ARGS, SWEEP_ARGS: more test.py / test_sweep.py flags
-#   PROBE_NITER [200], PROBE_MAX_DATASET_SIZE [13000]; PROBE_ARGS: more train_linear_classifiers.py flags
+#   PROBE_NITER [200], PROBE_MAX_DATASET_SIZE [13000; empty: all]; PROBE_ARGS: more
+#                      train_linear_classifiers.py flags
 #   COCO_PROBE_TRAIN, COCO_PROBE_VAL   the coco model's probe data  [IMAGENET_TRAIN, IMAGENET_VAL_CLASSES:
-#                      all four models are probed on the same task; the fork used COCO folders]
+#                      all four models are probed on the same task; the fork used COCO folders, i.e.
+#                      COCO_ROOT/train and COCO_ROOT/val_cls]
 #   PYTHON             [python]
 set -euo pipefail
 

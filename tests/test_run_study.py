@@ -31,7 +31,9 @@ def run_study(root, **env):
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("study") / "smoke root"  # a space in every path
     start = time.time()
-    proc = run_study(root)
+    # the coco model is probed on COCO classes, as the fork did (the others on the ImageNet stand-in)
+    proc = run_study(root, COCO_PROBE_TRAIN=str(root / "coco2017" / "train"),
+                     COCO_PROBE_VAL=str(root / "coco2017" / "val_cls"))
     seconds = time.time() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     yield root, proc, seconds
@@ -52,6 +54,8 @@ def test_every_stage_ran_and_the_report_has_four_models(smoke):
             assert len(list(csv.reader(f))) == 27  # header + 26 hint counts
         probes = json.loads((root / "probes" / label / "results.json").read_text())
         assert probes["num_classes"] == 6 and sorted(probes["layers"]) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+        # COCO's class folders, some of them empty, for the coco model; the photos' for the others
+        assert probes["classes"][0] == ("000_background" if label == "coco" else "astronaut")
         assert f"ran      test {label}" in out and f"ran      probes {label}" in out
     # the stylized model trained on stylized data (phase 1 on the train_small classes), the coco
     # model on the converted fake COCO tree
@@ -79,7 +83,7 @@ def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):
     report = root / "results" / "comparison" / "index.html"
     before = report.stat().st_mtime_ns
     start = time.time()
-    proc = run_study(root)
+    proc = run_study(root)  # (without the COCO_PROBE_* of the first run: the probes are done anyway)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert time.time() - start < 10
     summary = proc.stdout.split("study finished in", 1)[1].splitlines()[1:]
