@@ -181,11 +181,13 @@ def _temporary_name(name: str) -> str:
 
 
 def remove_stale_temporaries(folders) -> None:
-    """Delete the temporary files that a killed run left in ``folders`` (one listing per folder)."""
+    """Delete the temporary outputs (``.<output name>.<pid>.tmp``) that a killed run left in
+    ``folders`` (one listing per folder)."""
     for folder in folders:
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(folder):
-                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+                if (entry.name.startswith(".") and entry.name.endswith(".tmp") and "-stylized-" in entry.name
+                        and entry.is_file()):
                     os.unlink(entry.path)
 
 
@@ -202,7 +204,9 @@ def no_decompression_bomb_limit() -> Iterator[None]:
 
 @dataclass
 class Settings:
-    """Everything that decides which files are written and what is in them."""
+    """The options of a run. Those in SETTING_KEYS decide which files are written and what is in
+    them (recorded in the manifest); batch_size (pairs per decoder call) and num_workers (loader
+    processes) only change the speed."""
     alpha: float = 1.0
     content_size: int = 0
     style_size: int = 512
