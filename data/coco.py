@@ -89,7 +89,8 @@ def load_instances(path: str) -> Instances:
         if record["id"] in categories:
             raise CocoError(f"{path}: category id {record['id']} appears twice (categories[{i}])")
         if record["id"] < 1 or not name.strip() or "/" in name or os.sep in name:
-            raise CocoError(f"{path}: categories[{i}] (id {record['id']}, name {name!r}) cannot name a folder")
+            raise CocoError(f"{path}: categories[{i}] (id {record['id']}, name {name!r}) needs an id >= 1 and a "
+                            "name that can be a folder name")
         categories[record["id"]] = name
     if not categories:
         raise CocoError(f"{path}: no categories")
