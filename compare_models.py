@@ -8,6 +8,9 @@ For each name it reads what the evaluation scripts wrote under --results_dir:
   <results_dir>/<name>/val_<which_epoch>/metrics.json    (test.py)
   <results_dir>/<name>/sweep_<which_epoch>/sweep.csv     (test_sweep.py)
 and, for names given with --probes NAME=DIR, DIR/results.json (train_linear_classifiers.py).
+A name may also be LABEL=SUBDIR: the model is shown as LABEL and its results are read from
+<results_dir>/<SUBDIR>/ (models trained in different checkpoint folders under the same --name,
+e.g. ``--names stylized=stylized/siggraph_reg2 coco=coco/siggraph_reg2``); --probes then uses LABEL.
 It writes <out>/index.html with: every sweep curve on one plot with the SIGGRAPH17 reference,
 the sweep table, a table of every test metric per model and hint setting (mean +- standard
 error), probe accuracy per layer per model (table and plot), and links to each model's pages.
@@ -58,10 +61,11 @@ def read_sweep(path: str) -> Optional[Dict[str, list]]:
     return {"num_points": list(num_points), "mean": list(mean), "se": list(se)}
 
 
-def gather(name: str, results_dir: str, which_epoch: str, probe_dir: Optional[str]) -> dict:
-    """Everything known about one model: its metrics, sweep, probe results and page paths."""
-    val_dir = os.path.join(results_dir, name, f"val_{which_epoch}")
-    sweep_dir = os.path.join(results_dir, name, f"sweep_{which_epoch}")
+def gather(name: str, results_dir: str, which_epoch: str, probe_dir: Optional[str], subdir: Optional[str] = None) -> dict:
+    """Everything known about one model: its metrics, sweep, probe results and page paths, read
+    from <results_dir>/<subdir or name>/."""
+    val_dir = os.path.join(results_dir, subdir or name, f"val_{which_epoch}")
+    sweep_dir = os.path.join(results_dir, subdir or name, f"sweep_{which_epoch}")
     return {
         "name": name,
         "metrics": read_json(os.path.join(val_dir, "metrics.json")),
@@ -172,7 +176,8 @@ def write_report(models: List[dict], out_dir: str, which_epoch: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--names", nargs="+", required=True, help="model names (folders under --results_dir)")
+    parser.add_argument("--names", nargs="+", required=True, metavar="NAME[=SUBDIR]",
+                        help="model names (folders under --results_dir), or LABEL=SUBDIR")
     parser.add_argument("--results_dir", default="./results/", help="where test.py and test_sweep.py wrote")
     parser.add_argument("--which_epoch", default="latest", help="which checkpoint the evaluations used")
     parser.add_argument("--probes", nargs="*", default=[], metavar="NAME=DIR",
@@ -180,19 +185,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="./results/comparison", help="report folder")
     args = parser.parse_args(argv)
 
+    subdirs = {}  # label -> folder under --results_dir
+    for item in args.names:
+        label, _, subdir = item.partition("=")
+        if not label or label in subdirs or (not subdir and "=" in item):
+            parser.error(f"--names expects distinct NAME or LABEL=SUBDIR entries (got {item!r})")
+        subdirs[label] = subdir or label
     probe_dirs = {}
     for item in args.probes:
         name, sep, folder = item.partition("=")
-        if not sep or name not in args.names:
+        if not sep or name not in subdirs:
             parser.error(f"--probes expects NAME=DIR with NAME one of --names (got {item!r})")
         probe_dirs[name] = folder
-    models = [gather(n, args.results_dir, args.which_epoch, probe_dirs.get(n)) for n in args.names]
+    models = [gather(n, args.results_dir, args.which_epoch, probe_dirs.get(n), d) for n, d in subdirs.items()]
     for m in models:
         missing = [k for k in ("metrics", "sweep") if m[k] is None] + (["probes"] if m["name"] in probe_dirs and not m["probes"] else [])
         if missing:
             print(f"note: {m['name']}: no {', '.join(missing)} results found", file=sys.stderr)
     if not any(m["metrics"] or m["sweep"] or m["probes"] for m in models):
-        print(f"error: no results found for {', '.join(args.names)} under {args.results_dir}", file=sys.stderr)
+        print(f"error: no results found for {', '.join(subdirs)} under {args.results_dir}", file=sys.stderr)
         return 2
     try:
         path = write_report(models, args.out, args.which_epoch)

@@ -47,6 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
+from util.linktree import LayoutError as DatasetError  # one-line errors, exit status 2
+from util.linktree import Plan
+
 PROG = "make_ilsvrc_dataset.py"
 DEFAULT_IN_PATH = "/data/big/dataset/ILSVRC2012"
 DEFAULT_OUT_PATH = "./dataset/ilsvrc2012/"
@@ -59,8 +62,7 @@ EXIT_USAGE = 2  # bad input or something in the way; nothing modified
 EXIT_FAILED = 1  # an OS error while creating links
 
 
-class DatasetError(Exception):
-    """A problem reported to the user as a single line (exit status 2)."""
+NUM_CLASSES_HINT = "was it made with a different --num_classes?"
 
 
 def val_name(index):
@@ -98,116 +100,6 @@ def check_images_present(val_dir, names, what):
             "%d of the %d %s images are missing from %s (first missing: %s)"
             % (len(missing), len(names), what, val_dir, missing[0])
         )
-
-
-class Plan:
-    """What has to exist under out_path; checked completely before anything is created."""
-
-    def __init__(self):
-        self.dirs = []  # directories holding individually created links
-        self.link_dirs = []  # (path, {name: target}): real directories created as a whole
-        self.links = []  # (path, target): single symlinks
-        self.created = 0
-        self.present = 0
-
-    # -- checking -------------------------------------------------------------------------
-
-    def check(self):
-        """Raise DatasetError for the first thing in the way; count links to create/keep."""
-        conflicts = []
-        to_create = 0
-        present = 0
-        for d in self.dirs:
-            if os.path.lexists(d) and not os.path.isdir(d):
-                conflicts.append("%s exists and is not a directory" % d)
-        for path, links in self.link_dirs:
-            if not os.path.lexists(path):
-                to_create += len(links)
-                continue
-            if os.path.islink(path) or not os.path.isdir(path):
-                conflicts.append(
-                    "%s exists and is not a directory of class links "
-                    "(was it made with a different --num_classes?)" % path
-                )
-                continue
-            existing = set(os.listdir(path))
-            if existing != set(links):
-                conflicts.append(
-                    "%s already holds a different set of classes (%d entries, expected %d; "
-                    "was it made with a different --num_classes?)"
-                    % (path, len(existing), len(links))
-                )
-                continue
-            for name, target in sorted(links.items()):
-                problem = self._link_problem(os.path.join(path, name), target)
-                if problem:
-                    conflicts.append(problem)
-                else:
-                    present += 1
-        for path, target in self.links:
-            if not os.path.lexists(path):
-                to_create += 1
-                continue
-            problem = self._link_problem(path, target)
-            if problem:
-                if os.path.basename(path) == "train" and os.path.isdir(path):
-                    problem += " (was it made with --num_classes?)"
-                conflicts.append(problem)
-            else:
-                present += 1
-        if conflicts:
-            extra = len(conflicts) - 1
-            more = " (and %d more conflict%s)" % (extra, "s" * (extra > 1)) if extra else ""
-            raise DatasetError(conflicts[0] + more + "; nothing was modified")
-        return to_create, present
-
-    @staticmethod
-    def _link_problem(path, target):
-        """None if ``path`` is a symlink to ``target``, else a description of the conflict."""
-        if not os.path.islink(path):
-            if os.path.isdir(path):
-                return "%s is in the way (a directory, expected a symlink to %s)" % (path, target)
-            return "%s is in the way (not a symlink; expected a symlink to %s)" % (path, target)
-        current = os.readlink(path)
-        if current != target:
-            return "%s is a symlink to %s, expected %s" % (path, current, target)
-        return None
-
-    # -- applying -------------------------------------------------------------------------
-
-    def apply(self):
-        for d in self.dirs:
-            os.makedirs(d, exist_ok=True)
-        for path, links in self.link_dirs:
-            if os.path.lexists(path):
-                self.present += len(links)
-            else:
-                self._make_link_dir(path, links)
-                self.created += len(links)
-        for path, target in self.links:
-            if os.path.lexists(path):  # verified by check() to be the right link
-                self.present += 1
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.symlink(target, path)
-                self.created += 1
-
-    @staticmethod
-    def _make_link_dir(path, links):
-        """Create a directory of symlinks atomically: an interrupted run leaves no partial one."""
-        parent, base = os.path.split(path)
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, ".%s.partial-%d" % (base, os.getpid()))
-        os.mkdir(tmp)
-        try:
-            for name, target in sorted(links.items()):
-                os.symlink(target, os.path.join(tmp, name))
-            os.rename(tmp, path)
-        except BaseException:
-            for name in os.listdir(tmp):
-                os.unlink(os.path.join(tmp, name))
-            os.rmdir(tmp)
-            raise
 
 
 def build_parser():
@@ -273,11 +165,11 @@ def make_plan(args):
 
     plan = Plan()
     small = selected[:NUM_TRAIN_SMALL]
-    plan.link_dirs.append((str(out_path / "train_small"), {c: str(train_dir / c) for c in small}))
+    plan.link_dirs.append((str(out_path / "train_small"), {c: str(train_dir / c) for c in small}, NUM_CLASSES_HINT))
     if n is None:
-        plan.links.append((str(out_path / "train"), str(train_dir)))
+        plan.links.append((str(out_path / "train"), str(train_dir), "was it made with --num_classes?"))
     else:
-        plan.link_dirs.append((str(out_path / "train"), {c: str(train_dir / c) for c in selected}))
+        plan.link_dirs.append((str(out_path / "train"), {c: str(train_dir / c) for c in selected}, NUM_CLASSES_HINT))
     for split, names in (("val", val_names), ("test", test_names)):
         imgs = out_path / split / "imgs"
         plan.dirs += [str(out_path / split), str(imgs)]

@@ -81,3 +81,26 @@ def test_missing_results_are_noted_and_none_is_an_error(study, capsys):
         f"error: no results found for gamma under {study / 'results'}"]
     with pytest.raises(SystemExit):
         compare_models.main(["--names", "alpha", "--probes", "zeta=/nowhere"])
+
+
+def test_labels_for_models_that_share_a_name(study, tmp_path):
+    """LABEL=SUBDIR: two models trained under the same --name in different checkpoint folders,
+    evaluated into results/<label>/<name>/, as scripts/run_study.sh does."""
+    results = tmp_path / "results"
+    for label, name in (("stylized", "alpha"), ("coco", "beta")):
+        os.makedirs(results / label)
+        os.symlink(study / "results" / name, results / label / "siggraph_reg2")
+    out = tmp_path / "report"
+    assert compare_models.main(["--names", "stylized=stylized/siggraph_reg2", "coco=coco/siggraph_reg2",
+                                "--results_dir", str(results), "--probes", f"coco={study / 'probes_alpha'}",
+                                "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    assert "<p>Models: stylized, coco; checkpoints 'latest'.</p>" in html
+    assert 'href="../results/coco/siggraph_reg2/val_latest/index.html"' in html
+    assert "<td>coco</td><td>corrected</td>" in html.replace("\n", "").replace(" ", "")
+    beta = json.loads((study / "results" / "beta" / "val_latest" / "metrics.json").read_text())
+    psnr = beta["settings"][0]["psnr"]
+    assert f"{psnr['mean']:.3f} ± {psnr['se']:.3f}" in html
+    for bad in (["--names", "a=x", "a=y"], ["--names", "a="], ["--names", "a=alpha", "--probes", "alpha=/x"]):
+        with pytest.raises(SystemExit):
+            compare_models.main(bad + ["--results_dir", str(study / "results"), "--out", str(out)])

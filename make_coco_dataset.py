@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Turn an MS-COCO 2017 download into the folder layouts of the colorization study.
+
+    python make_coco_dataset.py --coco_root /data/coco2017 --out_path ./dataset/coco2017
+
+Input (``--coco_root``, as unzipped from cocodataset.org)::
+
+    train2017/000000000009.jpg ...                118,287 images
+    val2017/000000000139.jpg ...                  5,000 images
+    annotations/instances_train2017.json, annotations/instances_val2017.json
+
+Output (``--out_path``)::
+
+    train/<class>/<file>      train2017, one class folder per image   (train.py, the probes' training set)
+    val/<file>                val2017, flat                           (test.py, test_sweep.py)
+    val_cls/<class>/<file>    val2017 by class                        (the probes' validation set)
+    manifest.csv              split,image_id,file_name,category_id,class_folder,rule (one row per image)
+
+One class per image (data/coco.py): the category with the largest total mask ``area`` over the
+image's non-crowd annotations (``iscrowd`` 0); crowd regions do not vote unless
+``--include_crowd``; a tie goes to the lowest category id. Class folders are the zero-padded COCO
+id and the name with underscores (``001_person``, ``018_dog``, ``010_traffic_light``), so their
+sorted order follows the COCO ids. Images without a counted annotation (1,021 train and 48 val
+images have none at all) go to ``000_background``, or are left out with ``--drop_unlabeled``.
+All 80 class folders (and ``000_background``) are created in both train/ and val_cls/, even when
+empty, so that both have the same class_to_idx (this project's ImageFolderDataset accepts empty
+folders; torchvision's ImageFolder needs ``allow_empty=True``). manifest.csv's ``rule`` column:
+``largest_area`` (non-crowd annotations), ``largest_area_with_crowd`` (``--include_crowd``),
+``no_annotation`` or ``crowd_only`` (background images).
+
+Entries are symlinks to absolute paths in --coco_root (``--copy``: copies); the source is never
+written. Rerunning with the same options changes nothing; an interrupted run is completed by the
+next one; anything in the way (a file that is not the expected link, an image in another class
+folder, a manifest made with other options) is a one-line error before anything is modified.
+A missing or malformed annotation file is a one-line error. An image that the JSON lists but
+that is missing from its folder is left out, with one warning line per split; image files that
+the JSON does not list are ignored. The manifest is written last, so it marks a complete run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from typing import Optional, Sequence
+
+from data.coco import BACKGROUND, CocoError, class_folder, crowd_only, label_images, load_instances
+from util.linktree import LayoutError, Plan
+
+PROG = "make_coco_dataset.py"
+SPLITS = (("train", "train2017"), ("val", "val2017"))
+MANIFEST_FIELDS = ("split", "image_id", "file_name", "category_id", "class_folder", "rule")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--coco_root", required=True, help="COCO 2017 root (train2017/, val2017/, annotations/)")
+    parser.add_argument("--out_path", default="./dataset/coco2017", help="output folder (default: %(default)s)")
+    parser.add_argument("--copy", action="store_true", help="copy the images instead of symlinking them")
+    parser.add_argument("--include_crowd", action="store_true",
+                        help="let crowd regions (iscrowd 1) vote for the class too")
+    parser.add_argument("--drop_unlabeled", action="store_true",
+                        help=f"leave out images without a counted annotation instead of putting them in {BACKGROUND}")
+    return parser
+
+
+def make_plan(args: argparse.Namespace, warn=lambda m: print(m, file=sys.stderr)):
+    """Validate the input and return (Plan, {split: {class folder: image count}}); raises
+    CocoError or LayoutError (one line)."""
+    root = os.path.realpath(args.coco_root)
+    if not os.path.isdir(args.coco_root):
+        raise LayoutError(f"COCO root not found: {args.coco_root}")
+    out = os.path.abspath(args.out_path)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise LayoutError(f"output path exists and is not a directory: {out}")
+    real_out = os.path.realpath(out)
+    if real_out == root or real_out.startswith(root + os.sep):
+        raise LayoutError(f"output path {out} must not lie inside the COCO root {root}")
+    instances = {}
+    for split, folder in SPLITS:
+        if not os.path.isdir(os.path.join(root, folder)):
+            raise LayoutError(f"image folder not found: {os.path.join(root, folder)}")
+        instances[split] = load_instances(os.path.join(root, "annotations", f"instances_{folder}.json"))
+    if instances["train"].categories != instances["val"].categories:
+        raise CocoError(f"{instances['train'].path} and {instances['val'].path} list different categories "
+                        "(the class folders of train/ and val_cls/ must be the same)")
+
+    folders = {cat: class_folder(cat, name) for cat, name in instances["train"].categories.items()}
+    classes = ([] if args.drop_unlabeled else [BACKGROUND]) + list(folders.values())
+    plan = Plan(hint="was it made with other options, e.g. --include_crowd, --drop_unlabeled or --copy?")
+    top = {"train": os.path.join(out, "train"), "val": os.path.join(out, "val"),
+           "val_cls": os.path.join(out, "val_cls")}
+    plan.dirs += [top["train"], top["val"], top["val_cls"]]
+    plan.dirs += [os.path.join(top[t], c) for t in ("train", "val_cls") for c in classes]
+    plan.owned += list(top.values()) + [os.path.join(top[t], c) for t in ("train", "val_cls") for c in classes]
+    add = plan.copies.append if args.copy else plan.links.append
+    rule = "largest_area_with_crowd" if args.include_crowd else "largest_area"
+    rows, counts = [], {}
+    for split, folder in SPLITS:
+        inst = instances[split]
+        source_dir = os.path.join(root, folder)
+        on_disk = set(os.listdir(source_dir))
+        labels = label_images(inst, include_crowd=args.include_crowd)
+        crowd = crowd_only(inst)
+        missing = [name for name in inst.images.values() if name not in on_disk]
+        if missing:
+            warn(f"warning: {len(missing)} of the {len(inst.images)} images listed in {os.path.basename(inst.path)} "
+                 f"are missing from {source_dir} (first: {sorted(missing)[0]}); they are left out")
+        counts[split] = dict.fromkeys(classes, 0)
+        for image_id, name in sorted(inst.images.items(), key=lambda kv: kv[1]):
+            if name not in on_disk:
+                continue
+            cat = labels[image_id]
+            if cat is None and args.drop_unlabeled:
+                continue
+            cls = BACKGROUND if cat is None else folders[cat]
+            why = rule if cat is not None else ("crowd_only" if image_id in crowd else "no_annotation")
+            source = os.path.join(source_dir, name)
+            if split == "train":
+                add((os.path.join(top["train"], cls, name), source))
+            else:
+                add((os.path.join(top["val"], name), source))
+                add((os.path.join(top["val_cls"], cls, name), source))
+            counts[split][cls] += 1
+            rows.append((split, image_id, name, "" if cat is None else cat, cls, why))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(MANIFEST_FIELDS)
+    writer.writerows(rows)
+    plan.texts.append((os.path.join(out, "manifest.csv"), text.getvalue()))
+    return plan, counts
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        plan, counts = make_plan(args)
+        plan.check()
+    except (CocoError, LayoutError, OSError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        plan.apply()
+    except OSError as e:
+        print(f"{PROG}: error: could not create {args.out_path}: {e}", file=sys.stderr)
+        return 1
+    out = os.path.abspath(args.out_path)
+    print(f"COCO 2017 layout in {out} ({'copies' if args.copy else 'symlinks'}; one class per image by the "
+          f"largest total mask area{', crowd regions included' if args.include_crowd else ' of non-crowd annotations'}):")
+    for split, label in (("train", "train/<class>/"), ("val", "val/ and val_cls/<class>/")):
+        used = sum(1 for n in counts[split].values() if n)
+        background = counts[split].get(BACKGROUND)
+        extra = f", {background} in {BACKGROUND}" if background is not None else ", unlabeled images left out"
+        print(f"  {label:<26} {sum(counts[split].values())} images in {used} of {len(counts[split])} class folders{extra}")
+    print(f"  entries: {plan.created} created, {plan.present} already present (manifest.csv included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""SMOKE=1 bash scripts/run_study.sh: the whole study on tiny generated data (CPU), then a rerun."""
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scripts import run_entry_points
+from scripts.make_study_smoke_data import write_fake_coco
+from tests.browser import assert_page_ok
+from tests.test_make_ilsvrc_dataset import TEST_INDS, make_source
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "run_study.sh")
+MODELS = {"pretrained": ("checkpoints", "siggraph_caffemodel"), "saturation": ("checkpoints", "siggraph_reg2_sat"),
+          "stylized": ("checkpoints_stylized", "siggraph_reg2"), "coco": ("checkpoints_coco", "siggraph_reg2")}
+
+
+def run_study(root, **env):
+    full = dict(os.environ, SMOKE="1", SMOKE_ROOT=str(root), PYTHON=sys.executable)
+    full.update(env)
+    return subprocess.run(["bash", SCRIPT], cwd=root.parent, env=full, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study") / "smoke root"  # a space in every path
+    start = time.time()
+    # the coco model is probed on COCO classes, as the fork did (the others on the ImageNet stand-in)
+    proc = run_study(root, COCO_PROBE_TRAIN=str(root / "coco2017" / "train"),
+                     COCO_PROBE_VAL=str(root / "coco2017" / "val_cls"))
+    seconds = time.time() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    yield root, proc, seconds
+    for folder in ("checkpoints", "checkpoints_stylized", "checkpoints_coco"):  # ~3 GB of weights
+        shutil.rmtree(root / folder, ignore_errors=True)
+
+
+def test_every_stage_ran_and_the_report_has_four_models(smoke):
+    root, proc, seconds = smoke
+    print(f"SMOKE study: {seconds:.0f} s")
+    out = proc.stdout
+    assert "SMOKE: no download possible here; the 'pretrained' model is a copy of the smoke baseline's" in out
+    for label, (ckpt, name) in MODELS.items():
+        assert (root / ckpt / name / "latest_net_G.pth").stat().st_size > 100e6
+        metrics = json.loads((root / "results" / label / name / "val_latest" / "metrics.json").read_text())
+        assert [s["sample_p"] for s in metrics["settings"]] == [1.0, 0.125, 0.03125]
+        with open(root / "results" / label / name / "sweep_latest" / "sweep.csv") as f:
+            assert len(list(csv.reader(f))) == 27  # header + 26 hint counts
+        probes = json.loads((root / "probes" / label / "results.json").read_text())
+        assert probes["num_classes"] == 6 and sorted(probes["layers"]) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+        # COCO's class folders, some of them empty, for the coco model; the photos' for the others
+        assert probes["classes"][0] == ("000_background" if label == "coco" else "astronaut")
+        assert f"ran      test {label}" in out and f"ran      probes {label}" in out
+    # the stylized model trained on stylized data (phase 1 on the train_small classes), the coco
+    # model on the converted fake COCO tree
+    opt = (root / "checkpoints_stylized" / "siggraph_class_small" / "opt.txt").read_text()
+    assert os.path.join("stylized", "train_small") in opt
+    assert os.path.join("coco2017", "train") in (root / "checkpoints_coco" / "siggraph_reg2" / "opt.txt").read_text()
+    assert sorted(os.listdir(root / "stylized" / "train_small")) == ["astronaut", "immunohistochemistry", "rocket"]
+    stylized = json.loads((root / "stylized" / "train" / "content_style_map.json").read_text())
+    assert stylized["finished"] and len(stylized["assignment"]) == 24
+    assert sorted(os.listdir(root / "coco2017" / "train")) == [
+        "000_background", "001_person", "003_car", "010_traffic_light", "018_dog", "084_book"]
+    # saturation: phases 3-4 with the saturation term, from the shared classification phases
+    assert "lambda_sat: 0.0001" in (root / "checkpoints" / "siggraph_reg2_sat" / "opt.txt").read_text()
+    html = (root / "results" / "comparison" / "index.html").read_text()
+    assert "<p>Models: pretrained, saturation, stylized, coco; checkpoints 'latest'.</p>" in html
+    flat = html.replace("\n", "").replace(" ", "")
+    for label in MODELS:
+        assert f"<td>{label}</td><td>corrected</td><td>6</td>" in flat  # one probe row per model
+        assert f'href="../{label}/{MODELS[label][1]}/sweep_latest/index.html"' in html
+    assert_page_ok(root / "results" / "comparison" / "index.html", min_images=2)
+
+
+def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):
+    root, _, _ = smoke
+    report = root / "results" / "comparison" / "index.html"
+    before = report.stat().st_mtime_ns
+    start = time.time()
+    proc = run_study(root)  # (without the COCO_PROBE_* of the first run: the probes are done anyway)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert time.time() - start < 10
+    summary = proc.stdout.split("study finished in", 1)[1].splitlines()[1:]
+    steps = [line for line in summary if line.startswith("  ") and not line.startswith("   ")]
+    assert len(steps) == 21 and all(line.startswith("  skipped ") for line in steps), proc.stdout[-2000:]
+    assert report.stat().st_mtime_ns == before
+    # a lost result is recomputed, and the report is written again
+    os.unlink(root / "results" / "coco" / "siggraph_reg2" / "val_latest" / "metrics.json")
+    proc = run_study(root, STAGES="eval report")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ran      test coco" in proc.stdout and "skipped  sweep coco" in proc.stdout
+    assert "ran      report" in proc.stdout and report.stat().st_mtime_ns != before
+
+
+def test_retrained_baseline_takes_the_first_slot(smoke):
+    """PRETRAINED=retrain: the baseline recipe; its phases 1-2 are the saturation model's, done."""
+    root, _, _ = smoke
+    proc = run_study(root, PRETRAINED="retrain", MODELS="pretrained", STAGES="train eval")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "==== train baseline ====\nstarting at phase 3" in proc.stdout
+    assert "==== phase 1" not in proc.stdout and "==== phase 3: siggraph_reg ====" in proc.stdout
+    assert re.search(r"lambda_sat: 0\.0\s", (root / "checkpoints" / "siggraph_reg2" / "opt.txt").read_text())
+    metrics = json.loads((root / "results" / "baseline" / "siggraph_reg2" / "val_latest" / "metrics.json").read_text())
+    assert len(metrics["settings"]) == 3
+    assert (root / "results" / "baseline" / "siggraph_reg2" / "sweep_latest" / "sweep.csv").exists()
+
+
+def test_real_data_stage_builds_imagenet_100_val_classes_and_coco(tmp_path):
+    """Without SMOKE: make_ilsvrc_dataset.py --num_classes 100 on a (zero-byte) ILSVRC2012 tree,
+    val_classes/ from a class-sorted val, make_coco_dataset.py with COCO_ARGS; then a rerun."""
+    wnids = ["n%07d" % i for i in range(120, 0, -1)]
+    src = make_source(tmp_path, list(range(1000)) + TEST_INDS.tolist(), wnids=wnids)
+    by_class = tmp_path / "val_by_class"
+    for w in wnids:
+        (by_class / w).mkdir(parents=True)
+    write_fake_coco(str(tmp_path / "coco"))
+    env = dict(SMOKE="0", STAGES="data", MODELS="pretrained coco", IMAGENET_SRC=str(src),
+               IMAGENET_ROOT=str(tmp_path / "in100"), IMAGENET_VAL_BY_CLASS=str(by_class),
+               COCO_SRC=str(tmp_path / "coco"), COCO_ROOT=str(tmp_path / "coco_out"), COCO_ARGS="--drop_unlabeled",
+               RESULTS_DIR=str(tmp_path / "results"))
+    proc = run_study(tmp_path / "cwd", **env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    first_100 = sorted(wnids)[:100]
+    assert sorted(os.listdir(tmp_path / "in100" / "train")) == first_100
+    assert len(os.listdir(tmp_path / "in100" / "test" / "imgs")) == 10000
+    val_classes = tmp_path / "in100" / "val_classes"
+    assert sorted(os.listdir(val_classes)) == first_100
+    assert os.readlink(val_classes / first_100[0]) == str(by_class / first_100[0])
+    assert "000_background" not in os.listdir(tmp_path / "coco_out" / "train")
+    assert not (tmp_path / "in100" / "stylized").exists()  # no stylized model asked for
+    proc = run_study(tmp_path / "cwd", **env)
+    assert proc.returncode == 0
+    assert "skipped  ImageNet-100\n" in proc.stdout and "skipped  ImageNet-100 val_classes" in proc.stdout
+    assert "skipped  COCO 2017" in proc.stdout
+
+
+def test_pretrained_weights_elsewhere_must_be_put_there(tmp_path):
+    proc = run_study(tmp_path / "root", SMOKE="0", STAGES="train", MODELS="pretrained",
+                     CHECKPOINTS_DIR_PRETRAINED=str(tmp_path / "elsewhere"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "download_siggraph_model.sh" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("env, message", [({"PRETRAINED": "maybe"}, "PRETRAINED must be download or retrain"),
+                                          ({"MODELS": "pretrained imagenet"}, "unknown model 'imagenet'"),
+                                          ({"STAGES": "train deploy"}, "unknown stage 'deploy'")])
+def test_bad_configuration_is_one_line(tmp_path, env, message):
+    proc = run_study(tmp_path / "root", **env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"run_study.sh: {message}"), proc.stderr
+    assert not (tmp_path / "root").exists()
+
+
+def test_run_entry_points_runs_in_order_and_stops_at_a_failure(tmp_path, capsys):
+    log = tmp_path / "log"
+    for name, body in (("ok.py", "open(argv[0], 'a').write('ok ' + ' '.join(argv[1:]) + chr(10)); return 0"),
+                       ("fails.py", "open(argv[0], 'a').write('fails' + chr(10)); return 3"),
+                       ("usage.py", "import argparse; argparse.ArgumentParser().parse_args(argv); return 0")):
+        (tmp_path / name).write_text(f"def main(argv):\n    {body}\n")
+    ok, fails, usage = (str(tmp_path / n) for n in ("ok.py", "fails.py", "usage.py"))
+    assert run_entry_points.main([ok, str(log), "a", ":::", ok, str(log), "b", "--", "c"]) == 0
+    assert log.read_text() == "ok a\nok b -- c\n"
+    assert run_entry_points.main([ok, str(log), "x", ":::", fails, str(log), ":::", ok, str(log), "never"]) == 3
+    assert log.read_text().splitlines()[-2:] == ["ok x", "fails"]
+    assert run_entry_points.main([usage, "--bogus"]) == 2
+    assert "failed (exit status 2)" in capsys.readouterr().err
+    assert run_entry_points.main([str(tmp_path / "missing.py")]) == 2
+    assert run_entry_points.split_groups(["a", ":::", ":::", "b", "c"]) == [["a"], ["b", "c"]]
