@@ -37,9 +37,10 @@ def unwrap(net: nn.Module) -> nn.Module:
             return net
 
 
-def _atomic_write(path: str, write) -> None:
+def _atomic_write(path: str, write, durable: bool = True) -> None:
     """Call ``write(binary_file)`` on a temporary file beside ``path``, fsync, then rename it over
-    ``path``: readers see the old file or the new one, never a partial one."""
+    ``path``: readers see the old file or the new one, never a partial one. durable=False skips
+    the fsync (safe against a killed process, not against a power cut) for bulk outputs."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
@@ -50,7 +51,8 @@ def _atomic_write(path: str, write) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -78,9 +80,9 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (see _atomic_write)."""
-    _atomic_write(path, lambda f: f.write(data))
+    _atomic_write(path, lambda f: f.write(data), durable)
 
 
 def atomic_savefig(fig, path: str, **kwargs) -> str:

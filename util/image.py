@@ -34,9 +34,10 @@ def save_image(image: np.ndarray, path: str) -> None:
     save_pil_atomic(Image.fromarray(image), path)
 
 
-def save_pil_atomic(image: Image.Image, path: str, **params) -> None:
+def save_pil_atomic(image: Image.Image, path: str, durable: bool = True, **params) -> None:
     """``image.save(path, **params)`` (format from the extension), atomically: encoded in memory,
-    then written to a temporary file beside ``path`` and renamed over it (util.checkpoint)."""
+    then written to a temporary file beside ``path`` and renamed over it (util.checkpoint;
+    durable=False skips the fsync, for datasets of many files)."""
     buffer = io.BytesIO()
     image.save(buffer, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower()), **params)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), durable)

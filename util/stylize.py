@@ -64,6 +64,7 @@ from tqdm import tqdm
 from data.datasets import UnreadableImageError, load_rgb
 from models.adain import MIN_SIDE, AdaIN, to_uint8_rounded
 from util.checkpoint import atomic_write_text
+from util.image import save_pil_atomic
 
 DEFAULT_EXTENSIONS = ("png", "jpeg", "jpg")
 MANIFEST_NAME = "content_style_map.json"
@@ -164,24 +165,11 @@ def save_atomic(image: torch.Tensor, path: str) -> None:
     a hidden temporary file renamed into place: a killed run leaves either no file or a whole one.
     (No fsync: a dataset of 100k images would wait on the disk for each; a power cut can still
     leave an empty file, which counts as not done.)"""
-    folder, name = os.path.split(path)
-    fmt = Image.registered_extensions()[os.path.splitext(name)[1].lower()]
-    tmp = os.path.join(folder, _temporary_name(name))
-    try:
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _temporary_name(name: str) -> str:
-    return f".{name}.{os.getpid()}.tmp"
+    save_pil_atomic(Image.fromarray(image.permute(1, 2, 0).numpy()), path, durable=False)
 
 
 def remove_stale_temporaries(folders) -> None:
-    """Delete the temporary outputs (``.<output name>.<pid>.tmp``) that a killed run left in
+    """Delete the temporary outputs (``.<output name>.<random>.tmp``) that a killed run left in
     ``folders`` (one listing per folder)."""
     for folder in folders:
         with contextlib.suppress(FileNotFoundError):
