@@ -17,6 +17,7 @@ from torch import nn
 from models.adain import (AdaIN, MIN_SIDE, RELU4_1_END, adain, build_decoder, build_vgg_normalised, mean_std,
                           resolve_weight_path, to_uint8_rounded)
 from scripts.make_study_smoke_data import fake_adain_state_dicts
+from tests.helpers import TouchOnUnpickle
 from util.checkpoint import CheckpointError
 
 # spec §1.4: key -> shape, in file order (weight before bias, ascending child index)
@@ -244,21 +245,11 @@ def test_z_spelling_fallback(tmp_path):
     assert resolve_weight_path(s_path) == s_path  # the s-spelling wins when both exist
 
 
-class _Evil:
-    """Unpickling this would create the marker file (a stand-in for arbitrary code)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path, weight_files):
     marker = tmp_path / "pwned"
     evil_path = tmp_path / "decoder.pth"
     state = random_state(DECODER_KEYS, 0)
-    state["1.bias"] = _Evil(str(marker))
+    state["1.bias"] = TouchOnUnpickle(marker)
     torch.save(state, evil_path)
     assert not marker.exists()
     content = tmp_path / "content"

@@ -22,8 +22,6 @@ import time
 import pytest
 import torch
 
-from scripts import make_sample_dataset
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR = 1e-4
 
@@ -37,10 +35,8 @@ def torchrun():
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_sample_dataset.main(["--out_path", str(root), "--size", "40", "--per_image", "2", "--val_per_image", "1"])
-    return root
+def data_root(tiny_data):
+    return tiny_data
 
 
 def args(data_root, ckpt, name, batch_size, *extra):

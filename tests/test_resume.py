@@ -12,23 +12,20 @@ import torch
 import train
 import util.checkpoint
 import util.hints
-from scripts import crash_test, make_sample_dataset
+from scripts import crash_test
+from tests.helpers import poison, tiny_train_args
 from util.resume import RESUME_FILE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_sample_dataset.main(["--out_path", str(root), "--size", "40", "--per_image", "2", "--val_per_image", "1"])
-    return root
+@pytest.fixture
+def data_root(tiny_data):
+    return tiny_data
 
 
 def tiny_args(data_root, ckpt, name, *extra):
-    return ["--dataroot", str(data_root / "train"), "--checkpoints_dir", str(ckpt), "--name", name,
-            "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", "4", "--num_threads", "0",
-            "--niter", "1", "--niter_decay", "0", "--no_html", *extra]
+    return tiny_train_args(data_root, ckpt, name, "--no_html", *extra)
 
 
 def load(path):
@@ -54,21 +51,10 @@ def test_sigterm_saves_a_resume_point_and_exits_143(tmp_path, capsys):
     assert "1/1 identical" in out and "expected 143" not in out
 
 
-class Marker:
-    """Unpickling this creates a file: what a malicious checkpoint would do."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def test_poisoned_resume_point_is_refused_in_one_line(data_root, tmp_path):
     marker = tmp_path / "pwned"
     run_dir = tmp_path / "ckpt" / "run"
-    run_dir.mkdir(parents=True)
-    torch.save({"format": "x", "payload": Marker(str(marker))}, run_dir / RESUME_FILE)
+    poison(run_dir / RESUME_FILE, marker, {"format": "colorization-pytorch resume point, version 1"})
     proc = subprocess.run([sys.executable, "train.py", *tiny_args(data_root, tmp_path / "ckpt", "run", "--resume")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2
@@ -87,7 +73,7 @@ def test_poisoned_resume_point_is_refused_in_one_line(data_root, tmp_path):
     assert "cannot read resume point" in proc.stderr
 
 
-def poison(monkeypatch, bad_calls):
+def poison_batches(monkeypatch, bad_calls):
     """Make get_colorization_data return batches with a NaN lightness on the given call numbers
     (1-based; 'all' for every call)."""
     real = util.hints.get_colorization_data
@@ -104,7 +90,7 @@ def poison(monkeypatch, bad_calls):
 
 
 def test_nonfinite_steps_are_skipped_and_counted(data_root, tmp_path, monkeypatch, capsys):
-    poison(monkeypatch, {2, 3})  # 3 steps in the epoch: the 2nd and 3rd are poisoned
+    poison_batches(monkeypatch, {2, 3})  # 3 steps in the epoch: the 2nd and 3rd are poisoned
     rc = train.main(tiny_args(data_root, tmp_path, "nan", "--print_freq", "4"))
     captured = capsys.readouterr()
     assert rc == 0
@@ -122,7 +108,7 @@ def test_max_nonfinite_stops_with_the_last_checkpoint_intact(data_root, tmp_path
     latest = tmp_path / "run" / "latest_net_G.pth"
     before = latest.read_bytes()
     capsys.readouterr()
-    poison(monkeypatch, "all")
+    poison_batches(monkeypatch, "all")
     rc = train.main(tiny_args(data_root, tmp_path, "run", "--load_model", "--max_nonfinite", "2"))
     err = capsys.readouterr().err
     assert rc == 1

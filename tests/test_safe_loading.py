@@ -11,11 +11,9 @@ import errno
 import importlib.util
 import json
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
-from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -29,6 +27,7 @@ import train_linear_classifiers as tlc
 import util.checkpoint
 from models.networks import define_G
 from tests.bad_images import gradient
+from tests.helpers import poison
 from util.checkpoint import load_tensor_file, save_network
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,24 +35,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("test_script", os.path.join(REPO, "test.py"))
 test_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_script)
-
-
-class TouchOnUnpickle:
-    """Unpickling an instance calls pathlib.Path(marker).touch(): code execution, harmless and visible."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return pathlib.Path.touch, (pathlib.Path(self.marker),)
-
-
-def poison(path, marker, obj=None):
-    """Write a torch file holding ``obj`` (default: a one-tensor state_dict) plus the payload."""
-    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
-    payload = OrderedDict(obj if obj is not None else {"model1.0.weight": torch.zeros(64, 4, 3, 3)})
-    payload["payload"] = TouchOnUnpickle(marker)
-    torch.save(payload, str(path))
 
 
 @pytest.fixture(scope="module")

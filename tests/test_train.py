@@ -11,23 +11,15 @@ import torch
 
 import train
 from data.datasets import RandomSubsetSampler
-from scripts import make_sample_dataset
+from tests.helpers import tiny_train_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TRAIN = 12  # 6 photos x 2 crops
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_sample_dataset.main(["--out_path", str(root), "--size", "40", "--per_image", "2", "--val_per_image", "2"])
-    return root
-
-
-def tiny_args(data_root, ckpt, name, *extra):
-    return ["--dataroot", str(data_root / "train"), "--checkpoints_dir", str(ckpt), "--name", name,
-            "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", "4", "--num_threads", "0",
-            "--niter", "1", "--niter_decay", "0", *extra]
+@pytest.fixture
+def data_root(tiny_data):
+    return tiny_data
 
 
 def read_jsonl(path):
@@ -36,7 +28,7 @@ def read_jsonl(path):
 
 
 def test_one_phase_outputs(data_root, tmp_path, capsys):
-    rc = train.main(tiny_args(data_root, tmp_path, "run", "--niter", "2", "--print_freq", "4",
+    rc = train.main(tiny_train_args(data_root, tmp_path, "run", "--niter", "2", "--print_freq", "4",
                               "--sample_p", "0.125", "--display_freq", "8"))
     assert rc == 0
     run = tmp_path / "run"
@@ -79,7 +71,7 @@ def test_one_phase_outputs(data_root, tmp_path, capsys):
 
 def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path):
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        assert train.main(tiny_args(data_root, tmp_path, name, "--seed", seed, "--sample_p", "0.125",
+        assert train.main(tiny_train_args(data_root, tmp_path, name, "--seed", seed, "--sample_p", "0.125",
                                     "--save_epoch_freq", "5", "--no_html")) == 0
     load = lambda n: torch.load(tmp_path / n / "latest_net_G.pth", weights_only=True)  # noqa: E731
     a, b, c = load("a"), load("b"), load("c")
@@ -89,33 +81,33 @@ def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path):
 
 
 def test_load_model_continues_from_checkpoint(data_root, tmp_path):
-    assert train.main(tiny_args(data_root, tmp_path, "p1", "--classification", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "p1", "--classification", "--no_html")) == 0
     start = torch.load(tmp_path / "p1" / "latest_net_G.pth", weights_only=True)
     os.makedirs(tmp_path / "p2")
     torch.save(start, tmp_path / "p2" / "latest_net_G.pth")
     # lr 0: Adam leaves the parameters as loaded; BatchNorm running statistics still move.
-    assert train.main(tiny_args(data_root, tmp_path, "p2", "--load_model", "--lr", "0", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "p2", "--load_model", "--lr", "0", "--no_html")) == 0
     after = torch.load(tmp_path / "p2" / "latest_net_G.pth", weights_only=True)
     assert torch.equal(after["model5.0.weight"], start["model5.0.weight"])
     assert torch.equal(after["model_class.0.bias"], start["model_class.0.bias"])
     assert not torch.equal(after["model1.4.running_mean"], start["model1.4.running_mean"])
     # A fresh run (no --load_model) does not start from those weights.
-    assert train.main(tiny_args(data_root, tmp_path, "p3", "--lr", "0", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "p3", "--lr", "0", "--no_html")) == 0
     fresh = torch.load(tmp_path / "p3" / "latest_net_G.pth", weights_only=True)
     assert not torch.equal(fresh["model5.0.weight"], start["model5.0.weight"])
 
 
 def test_which_epoch_selects_the_file(data_root, tmp_path):
-    assert train.main(tiny_args(data_root, tmp_path, "w", "--niter", "2", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "w", "--niter", "2", "--no_html")) == 0
     epoch0 = torch.load(tmp_path / "w" / "0_net_G.pth", weights_only=True)
-    assert train.main(tiny_args(data_root, tmp_path, "w", "--load_model", "--which_epoch", "0", "--lr", "0",
+    assert train.main(tiny_train_args(data_root, tmp_path, "w", "--load_model", "--which_epoch", "0", "--lr", "0",
                                 "--no_html")) == 0
     assert torch.equal(torch.load(tmp_path / "w" / "latest_net_G.pth", weights_only=True)["model4.0.weight"],
                        epoch0["model4.0.weight"])
 
 
 def test_load_model_missing_file_is_one_line_error(data_root, tmp_path):
-    proc = subprocess.run([sys.executable, "train.py", *tiny_args(data_root, tmp_path, "none", "--load_model")],
+    proc = subprocess.run([sys.executable, "train.py", *tiny_train_args(data_root, tmp_path, "none", "--load_model")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -126,7 +118,7 @@ def test_load_model_missing_file_is_one_line_error(data_root, tmp_path):
 def test_max_dataset_size_and_frequencies(data_root, tmp_path):
     # 5 images per epoch, batch 4 -> counts 4, 5, 9, 10; print every 3 images fires when a multiple of 3
     # is crossed: at 4 (3) and 9 (6 and 9), never at 5 or 10.
-    assert train.main(tiny_args(data_root, tmp_path, "m", "--niter", "2", "--max_dataset_size", "5",
+    assert train.main(tiny_train_args(data_root, tmp_path, "m", "--niter", "2", "--max_dataset_size", "5",
                                 "--print_freq", "3", "--save_latest_freq", "4", "--no_html")) == 0
     records = read_jsonl(tmp_path / "m" / "loss_log.jsonl")
     assert [r["iters"] for r in records] == [4, 9]
@@ -165,17 +157,17 @@ def test_unreadable_files_are_skipped_and_counted(data_root, tmp_path, capfd):
 
 def test_lr_schedules_in_training(data_root, tmp_path):
     # lambda: niter 1 + niter_decay 2 -> factors 1, 2/3, 1/3 for epochs 0, 1, 2.
-    assert train.main(tiny_args(data_root, tmp_path, "l", "--niter_decay", "2", "--print_freq", "12",
+    assert train.main(tiny_train_args(data_root, tmp_path, "l", "--niter_decay", "2", "--print_freq", "12",
                                 "--save_epoch_freq", "10", "--no_html")) == 0
     lrs = [r["lr"] for r in read_jsonl(tmp_path / "l" / "loss_log.jsonl")]
     assert lrs == pytest.approx([1e-4, 1e-4 * 2 / 3, 1e-4 / 3])
     # step: x0.1 after every lr_decay_iters epochs.
-    assert train.main(tiny_args(data_root, tmp_path, "s", "--niter", "3", "--lr_policy", "step",
+    assert train.main(tiny_train_args(data_root, tmp_path, "s", "--niter", "3", "--lr_policy", "step",
                                 "--lr_decay_iters", "2", "--print_freq", "4", "--save_epoch_freq", "10",
                                 "--no_html", "--max_dataset_size", "4")) == 0
     assert [r["lr"] for r in read_jsonl(tmp_path / "s" / "loss_log.jsonl")] == pytest.approx([1e-4, 1e-4, 1e-5])
     # plateau runs (its LR only drops after 5 bad epochs) and --epoch_count shifts the epoch numbers.
-    assert train.main(tiny_args(data_root, tmp_path, "pl", "--niter", "3", "--epoch_count", "1",
+    assert train.main(tiny_train_args(data_root, tmp_path, "pl", "--niter", "3", "--epoch_count", "1",
                                 "--lr_policy", "plateau", "--no_html", "--max_dataset_size", "4")) == 0
     assert sorted(p.name for p in (tmp_path / "pl").glob("*_net_G.pth")) == \
         ["1_net_G.pth", "2_net_G.pth", "latest_net_G.pth"]
@@ -193,7 +185,7 @@ def test_options_reach_the_batch_and_model(data_root, tmp_path, monkeypatch):
         return real(rgb, **kwargs)
 
     monkeypatch.setattr(train, "get_colorization_data", spy)
-    assert train.main(tiny_args(data_root, tmp_path, "o", "--ab_norm", "100", "--l_norm", "90", "--l_cent", "45",
+    assert train.main(tiny_train_args(data_root, tmp_path, "o", "--ab_norm", "100", "--l_norm", "90", "--l_cent", "45",
                                 "--mask_cent", "0", "--sample_p", "0.5", "--sample_Ps", "2", "3",
                                 "--lambda_A", "0.5", "--lambda_sat", "1e-4", "--avg_loss_alpha", "0",
                                 "--print_freq", "4", "--init_type", "kaiming", "--beta1", "0.5",
@@ -207,7 +199,7 @@ def test_options_reach_the_batch_and_model(data_root, tmp_path, monkeypatch):
 
 
 def test_verbose_suffix_norm_and_classification(data_root, tmp_path, capsys):
-    assert train.main(tiny_args(data_root, tmp_path, "v", "--verbose", "--suffix", "p{sample_p}",
+    assert train.main(tiny_train_args(data_root, tmp_path, "v", "--verbose", "--suffix", "p{sample_p}",
                                 "--norm", "instance", "--classification", "--no_html",
                                 "--max_dataset_size", "4")) == 0
     out = capsys.readouterr().out
@@ -226,7 +218,7 @@ def test_verbose_suffix_norm_and_classification(data_root, tmp_path, capsys):
 ])
 def test_bad_options_are_one_line_errors(data_root, tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
-        train.main([*tiny_args(data_root, tmp_path, "x"), *flags])
+        train.main([*tiny_train_args(data_root, tmp_path, "x"), *flags])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and err[-1].startswith("train.py: error:") or message in err[-1]

@@ -6,22 +6,18 @@ import pytest
 import torch
 
 import train
-from scripts import make_sample_dataset
+from tests.helpers import tiny_train_args
 from util.perf import compile_unsupported_reason
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_sample_dataset.main(["--out_path", str(root), "--size", "40", "--per_image", "2", "--val_per_image", "1"])
-    return root
+def data_root(tiny_data):
+    return tiny_data
 
 
 def run(data_root, tmp_path, name, *flags):
-    rc = train.main(["--dataroot", str(data_root / "train"), "--checkpoints_dir", str(tmp_path), "--name", name,
-                     "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", "4", "--num_threads",
-                     "0", "--niter", "1", "--niter_decay", "0", "--sample_p", "0.125", "--print_freq", "4",
-                     "--max_dataset_size", "8", "--no_html", *flags])
+    rc = train.main(tiny_train_args(data_root, tmp_path, name, "--sample_p", "0.125", "--print_freq", "4",
+                                    "--max_dataset_size", "8", "--no_html", *flags))
     assert rc == 0
     with open(tmp_path / name / "loss_log.jsonl") as f:
         records = [json.loads(line) for line in f]
