@@ -138,7 +138,10 @@ def run_isolated(args, config: str) -> dict:
     for flag in ("peak_tflops", "peak_tflops_fp32"):
         if getattr(args, flag) is not None:
             cmd += [f"--{flag}", str(getattr(args, flag))]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=args.config_timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"config": config, "error": f"stopped after --config_timeout_s {args.config_timeout_s:g} s"}
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"config"')]
     if proc.returncode != 0 or not records:
         return {"config": config, "error": f"exit status {proc.returncode} (its stderr is above)"}
@@ -175,14 +178,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="dense peak TFLOP/s for the fp32 configurations (TF32 where cuDNN uses it), for mfu")
     parser.add_argument("--in_process", action="store_true",
                         help="run every configuration in this process (CPU peak memory then only for one)")
+    parser.add_argument("--config_timeout_s", type=float, default=None,
+                        help="stop a configuration's process after this many seconds and go on with the next "
+                             "(not with --in_process)")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--batch_size and --steps must be at least 1, --warmup at least 0")
     if args.size < 16 or args.size % 8:
         parser.error(f"--size must be a multiple of 8 and at least 16 (got {args.size})")
-    for flag in ("peak_tflops", "peak_tflops_fp32"):
+    for flag in ("peak_tflops", "peak_tflops_fp32", "config_timeout_s"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             parser.error(f"--{flag} must be positive")
+    if args.in_process and args.config_timeout_s is not None:
+        parser.error("--config_timeout_s needs a process per configuration (drop --in_process)")
 
     records = []
     for config in args.configs:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import bench_prep, bench_sweep, bench_train
+from benchmarks import bench_prep, bench_sweep, bench_train, gpu_report
 from util.hints import get_colorization_data
 
 CPU = ["--device", "cpu"]
@@ -79,6 +79,11 @@ def test_bench_train_configs_in_process_and_isolated(capsys):
     assert fp32["config"] == "fp32" and not fp32["amp"] and positive(fp32["peak_mem_gib"])
     assert fp32["peak_mem_gib"] > 34e6 * 4 * 4 / 2**30  # weights, gradients and two Adam moments
     assert summary["baseline"] == "fp32" and summary["not_slower_than_baseline"] == ["fp32"]
+    # A configuration over --config_timeout_s is stopped and reported; the run says it failed.
+    assert bench_train.main(tiny + ["--configs", "fp32", "--config_timeout_s", "0.5"]) == 1
+    stopped, summary = json_lines(capsys)
+    assert stopped == {"config": "fp32", "error": "stopped after --config_timeout_s 0.5 s"}
+    assert summary["failed"] == ["fp32"] and summary["baseline"] is None
 
 
 def test_bench_sweep_modes_agree(capsys):
@@ -94,6 +99,7 @@ def test_bench_sweep_modes_agree(capsys):
     (bench_prep, ["--device", "nonsense"], "--device"),
     (bench_train, CPU + ["--size", "20"], "multiple of 8"),
     (bench_train, CPU + ["--configs", "fp16"], "--configs"),
+    (bench_train, CPU + ["--in_process", "--config_timeout_s", "5"], "drop --in_process"),
     (bench_sweep, CPU + ["--images", "0"], "--images"),
 ])
 def test_bad_arguments_are_one_line_errors(script, argv, message, capsys):
@@ -102,3 +108,24 @@ def test_bad_arguments_are_one_line_errors(script, argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_gpu_report_summarises_what_the_stages_left(tmp_path, capsys):
+    """gpu_check.sh's summary: ratios from the stages' JSON lines; a missing stage or a failed
+    configuration is reported, not fatal."""
+    def train(config, img_s, mfu):
+        return {"config": config, "batch_size": 64, "size": 176, "train_img_s": img_s, "achieved_tflops": 1.0,
+                "mfu": mfu, "peak_mem_gib": 9.5, "warmup_s": 1.0, "compiled": "compile" in config}
+    lines = [train("fp32", 500.0, 0.2), train("amp+channels_last+compile", 1250.0, 0.1),
+             {"config": "compile", "error": "stopped after --config_timeout_s 150 s"}, {"summary": True}]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + '\n{"config": "cut by a time')
+    sweep = {"name": "NVIDIA H200", "torch": "2.x", "size": 176, "rows_per_forward": 26, "sweep_batched_img_s": 40.0,
+             "sweep_one_level_img_s": 4.0, "batching_ratio": 10.0, "psnr_max_abs_diff_db": 0.0}
+    (tmp_path / "sweep.jsonl").write_text("not json\n" + json.dumps(sweep) + "\n")
+    assert gpu_report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "device: NVIDIA H200" in out and "batch prep: no result" in out and "compile" in out
+    assert "failed: stopped after --config_timeout_s 150 s" in out and "20.0%" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["fp32_to_combo_ratio"] == 2.5 and summary["sweep"]["batching_ratio"] == 10.0
+    assert summary["train_failed"] == {"compile": "stopped after --config_timeout_s 150 s"} and "prep" not in summary
