@@ -27,7 +27,6 @@ Prints one JSON line. Medians of --repeats timed calls after --warmup untimed on
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -39,7 +38,7 @@ from torch import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_device_argument, device_info, emit, median_seconds, ratio, significant  # noqa: E402
+from benchmarks.common import benchmark_parser, device_info, emit, median_seconds, ratio, significant  # noqa: E402
 from util.color import rgb2lab_norm  # noqa: E402
 from util.hints import (DEFAULT_SAMPLE_PS, ColorizationBatch, colorful_mask, get_colorization_data,  # noqa: E402
                         paint_hints, sample_hint_geometry)
@@ -108,8 +107,7 @@ class Coverage:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_device_argument(parser)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--batch_size", type=int, default=25, help="images per batch")
     parser.add_argument("--size", type=int, default=176, help="image side in pixels (>= 9)")
     parser.add_argument("--sample_p", type=float, default=0.125, help="train setting: geometric parameter p")

@@ -17,7 +17,6 @@ untimed (they hold torch.compile's compilation). Prints one JSON line. Not a tes
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_device_argument, device_info, emit, ratio, significant, timed  # noqa: E402
+from benchmarks.common import benchmark_parser, device_info, emit, ratio, significant, timed  # noqa: E402
 from models import create_model  # noqa: E402
 from models.networks import define_G  # noqa: E402
 from test_sweep import SweepOptions  # noqa: E402
@@ -45,8 +44,7 @@ def level(batch: ColorizationBatch, i: int) -> ColorizationBatch:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_device_argument(parser)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (test_sweep's --loadSize)")
     parser.add_argument("--images", type=int, default=4, help="timed images per mode")
     parser.add_argument("--batch_size", type=int, default=1, help="batched mode: images per forward pass")

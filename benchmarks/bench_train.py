@@ -35,7 +35,6 @@ default, see cudnn_tf32), null when that peak is not given. Not a test: nothing 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -48,7 +47,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (TRAIN_STEP_FORWARDS, add_device_argument, device_info, emit,  # noqa: E402
+from benchmarks.common import (TRAIN_STEP_FORWARDS, benchmark_parser, device_info, emit,  # noqa: E402
                                forward_flops, ratio, significant, timed)
 from models import create_model  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
@@ -163,8 +162,7 @@ def summary(records: List[dict]) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_device_argument(parser)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--batch_size", type=int, default=25)
     parser.add_argument("--size", type=int, default=176, help="crop size in pixels (a multiple of 8)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after --warmup)")

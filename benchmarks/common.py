@@ -39,9 +39,12 @@ def device_arg(text: str) -> torch.device:
     return device
 
 
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
+def benchmark_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose --help shows ``doc`` as written, with the benchmarks' common --device."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", type=device_arg, default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu, cuda or cuda:N")
+    return parser
 
 
 def sync(device: torch.device) -> None:

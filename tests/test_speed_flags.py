@@ -26,7 +26,6 @@ from models import create_model, load_generator, probes
 from models.networks import define_G
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
-from scripts import make_sample_dataset
 from tests import test_test_script as tts
 from tests.test_linear_classifiers import make_layout_dataset, probe_args
 from util.checkpoint import save_network
@@ -44,15 +43,8 @@ REORDER_TOL_DB = 1e-3
 NO_COMPILER = "no compiler in this test"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """4 flat 40 px val photos and a seeded random-init checkpoint <ckpt>/m/latest_net_G.pth."""
-    root = tmp_path_factory.mktemp("speed_flags")
-    make_sample_dataset.main(["--out_path", str(root / "data"), "--size", "40", "--per_image", "1",
-                              "--val_per_image", "2"])
-    torch.manual_seed(0)
-    save_network(define_G(), str(root / "ckpt" / "m" / "latest_net_G.pth"))
-    return root
+#: 4 flat 40 px val photos and a seeded random-init checkpoint <ckpt>/m/latest_net_G.pth (shared fixture).
+env = tts.env
 
 
 def eval_args(env, results, *flags):
