@@ -20,10 +20,12 @@ top-left corner from a normal clipped to the image, and the patch is painted wit
 ground-truth ab, one slice assignment after the other. The colour conversion and the filter are
 the same batched code in both (the original's were batched too), so ``*_ratio`` is the speed-up of
 the whole preparation and ``*_hints_ratio`` that of the hint sampling alone (on Lab already made).
-``check`` holds the mean hint count and mask coverage of both, which must agree within sampling
-noise: the two produce the same kind of batch (same shapes and dtypes, same distribution).
+``check`` holds the mean mask coverage of both, which must agree within sampling noise: the two
+produce the same kind of batch (same shapes and dtypes, same distribution).
 
-Prints one JSON line. Medians of --repeats timed calls after --warmup untimed ones. Not a test.
+The two are timed alternately (ours, loop, ours, loop, ...; --warmup untimed pairs first, then
+--repeats timed ones): images/s come from the median call, each ratio is the median of the
+per-pair ratios, so a change in the machine's load hits both alike. Prints one JSON line. Not a test.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from torch import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import benchmark_parser, device_info, emit, median_seconds, ratio, significant  # noqa: E402
+from benchmarks.common import benchmark_parser, compare, device_info, emit, paired_seconds  # noqa: E402
 from util.color import rgb2lab_norm  # noqa: E402
 from util.hints import (DEFAULT_SAMPLE_PS, ColorizationBatch, colorful_mask, get_colorization_data,  # noqa: E402
                         paint_hints, sample_hint_geometry)
@@ -140,22 +142,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "num_points": args.num_points, "repeats": args.repeats}
     check = {}
 
-    def img_s(fn) -> float:
-        return significant(args.batch_size / median_seconds(fn, device, args.repeats, args.warmup))
+    def measure(ours, loop) -> dict:
+        return compare("ours", "loop", *paired_seconds(ours, loop, device, args.repeats, args.warmup),
+                       args.batch_size)
 
+    ab = lab[:, 1:]
     for name, s in settings.items():
         ours, loop = Coverage(), Coverage()
-        result[f"{name}_prep_img_s"] = img_s(lambda: ours.add(get_colorization_data(
-            images.float() / 255, ab_thresh=s["ab_thresh"], p=s["p"], num_points=s["num_points"],
-            sample_Ps=s["sample_Ps"], generator=gen)))
-        result[f"{name}_prep_loop_img_s"] = img_s(lambda: loop.add(loop_colorization_data(images.float() / 255, rng, **s)))
-        result[f"{name}_ratio"] = ratio(result[f"{name}_prep_img_s"], result[f"{name}_prep_loop_img_s"])
-        ab = lab[:, 1:]
-        result[f"{name}_hints_img_s"] = img_s(lambda: paint_hints(ab, sample_hint_geometry(
-            args.batch_size, args.size, args.size, s["p"], s["num_points"], s["sample_Ps"], generator=gen,
-            device=device), s["sample_Ps"]))
-        result[f"{name}_hints_loop_img_s"] = img_s(lambda: loop_hints(ab, rng, s["p"], s["num_points"], s["sample_Ps"]))
-        result[f"{name}_hints_ratio"] = ratio(result[f"{name}_hints_img_s"], result[f"{name}_hints_loop_img_s"])
+        prep = measure(lambda: ours.add(get_colorization_data(
+                           images.float() / 255, ab_thresh=s["ab_thresh"], p=s["p"], num_points=s["num_points"],
+                           sample_Ps=s["sample_Ps"], generator=gen)),
+                       lambda: loop.add(loop_colorization_data(images.float() / 255, rng, **s)))
+        hints = measure(lambda: paint_hints(ab, sample_hint_geometry(
+                            args.batch_size, args.size, args.size, s["p"], s["num_points"], s["sample_Ps"],
+                            generator=gen, device=device), s["sample_Ps"]),
+                        lambda: loop_hints(ab, rng, s["p"], s["num_points"], s["sample_Ps"]))
+        result.update({f"{name}_prep_img_s": prep["ours_img_s"], f"{name}_prep_loop_img_s": prep["loop_img_s"],
+                       f"{name}_ratio": prep["ratio"], f"{name}_hints_img_s": hints["ours_img_s"],
+                       f"{name}_hints_loop_img_s": hints["loop_img_s"], f"{name}_hints_ratio": hints["ratio"]})
         check[f"{name}_mask_fraction"] = {"vectorised": ours.mean(), "loop": loop.mean()}
     result["check"] = check
     emit(result)

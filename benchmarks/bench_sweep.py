@@ -1,7 +1,7 @@
 """test_sweep.py throughput: the 26 hint levels of an image as one batch vs one level at a time.
 
-    python benchmarks/bench_sweep.py                                   # 256 px, 4 images, CUDA if present
-    python benchmarks/bench_sweep.py --device cpu --size 64 --images 3
+    python benchmarks/bench_sweep.py                                  # 256 px, 4 images, CUDA if present
+    python benchmarks/bench_sweep.py --device cpu --size 64 --batches 3
 
 Both modes do test_sweep.py's work per image: draw the 26 hinted copies (util.sweep.sweep_hints),
 run the generator and compute the uint8 PSNRs (util.sweep.batch_psnr). ``batched`` puts the copies
@@ -12,8 +12,10 @@ seeded generator in both, so the PSNRs must agree up to the summation order of t
 --amp/--channels_last/--compile as given) holding a seeded random initialisation: speed does not
 depend on the weights. Images are random uint8 noise.
 
-images/s counts source images (26 colorizations each). --warmup images per mode run first,
-untimed (they hold torch.compile's compilation). Prints one JSON line. Not a test.
+images/s counts source images (26 colorizations each). The modes take turns, --batch_size images
+at a time (--warmup untimed turns each first: they hold torch.compile's compilation, then
+--batches timed ones), so that a change in the machine's load hits both alike; batching_ratio is
+the median over the turns of one_level's time / batched's time. Prints one JSON line. Not a test.
 """
 from __future__ import annotations
 
@@ -22,14 +24,14 @@ import dataclasses
 import os
 import sys
 import tempfile
-from typing import Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import benchmark_parser, device_info, emit, ratio, significant, timed  # noqa: E402
+from benchmarks.common import benchmark_parser, compare, device_info, emit, paired_seconds  # noqa: E402
 from models import create_model  # noqa: E402
 from models.networks import define_G  # noqa: E402
 from test_sweep import SweepOptions  # noqa: E402
@@ -46,14 +48,14 @@ def level(batch: ColorizationBatch, i: int) -> ColorizationBatch:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (test_sweep's --loadSize)")
-    parser.add_argument("--images", type=int, default=4, help="timed images per mode")
-    parser.add_argument("--batch_size", type=int, default=1, help="batched mode: images per forward pass")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed images per mode first")
+    parser.add_argument("--batch_size", type=int, default=1, help="images per timed call (batched: per forward pass)")
+    parser.add_argument("--batches", type=int, default=4, help="timed calls per mode")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per mode first")
     for flag in ("amp", "channels_last", "compile"):
         parser.add_argument(f"--{flag}", action="store_true", help=f"the model's --{flag} (both modes)")
     args = parser.parse_args(argv)
-    if args.images < 1 or args.batch_size < 1 or args.warmup < 0:
-        parser.error("--images and --batch_size must be at least 1, --warmup at least 0")
+    if args.batches < 1 or args.batch_size < 1 or args.warmup < 0:
+        parser.error("--batches and --batch_size must be at least 1, --warmup at least 0")
     if args.size < 16 or args.size % 8:
         parser.error(f"--size must be a multiple of 8 and at least 16 (got {args.size})")
     device = args.device
@@ -65,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         opt = SweepOptions().parse(["--name", "bench", "--checkpoints_dir", tmp, "--gpu_ids", "-1",
                                     "--loadSize", str(args.size), "--batch_size", str(args.batch_size), *flags])
         model = create_model(opt, device)
-    total = args.warmup + args.images
+    total = (args.warmup + args.batches) * args.batch_size
     torch.manual_seed(1)
     images = torch.randint(0, 256, (total, 3, args.size, args.size), dtype=torch.uint8).to(device)
 
@@ -74,36 +76,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return sweep_hints(rgb, SWEEP_NUM_POINTS, sample_Ps=opt.sample_Ps, mask_cent=opt.mask_cent,
                            generator=generator)
 
-    def batched(generator, first: int, last: int) -> np.ndarray:
-        out = []
-        for start in range(first, last, args.batch_size):
-            indices = range(start, min(start + args.batch_size, last))
-            out.append(batch_psnr(model, cat_batches([hinted(generator, i) for i in indices])))
-        return np.concatenate(out)
+    def batched(generator, indices: range) -> List[float]:
+        return batch_psnr(model, cat_batches([hinted(generator, i) for i in indices])).tolist()
 
-    def one_level(generator, first: int, last: int) -> np.ndarray:
+    def one_level(generator, indices: range) -> List[float]:
         out = []
-        for i in range(first, last):
+        for i in indices:
             batch = hinted(generator, i)
-            out.extend(batch_psnr(model, level(batch, j))[0] for j in range(batch.A.shape[0]))
-        return np.array(out)
+            out.extend(float(batch_psnr(model, level(batch, j))[0]) for j in range(batch.A.shape[0]))
+        return out
 
-    seconds, psnrs = {}, {}
-    for mode, run in (("batched", batched), ("one_level", one_level)):
+    # Each mode sweeps the same images in the same order from its own generator: the same hints.
+    chunks = [range(start, start + args.batch_size) for start in range(0, total, args.batch_size)]
+    psnrs = {"batched": [], "one_level": []}
+
+    def next_chunk(mode: str, run) -> Callable[[], None]:
+        todo = iter(chunks)
         generator = torch.Generator(device=device).manual_seed(0)
-        if args.warmup:
-            run(generator, 0, args.warmup)
-        result = []
-        seconds[mode] = timed(lambda: result.append(run(generator, args.warmup, total)), device)
-        psnrs[mode] = result[0]
-    img_s = {mode: significant(args.images / s) for mode, s in seconds.items()}
-    emit({**device_info(device), "size": args.size, "images": args.images, "batch_size": args.batch_size,
-          "levels": len(SWEEP_NUM_POINTS), "rows_per_forward": len(SWEEP_NUM_POINTS) * args.batch_size,
-          "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
-          "sweep_batched_img_s": img_s["batched"], "sweep_one_level_img_s": img_s["one_level"],
-          "batching_ratio": ratio(seconds["one_level"], seconds["batched"]),
-          "psnr_max_abs_diff_db": round(float(np.abs(cap_psnr(psnrs["batched"]) - cap_psnr(psnrs["one_level"])).max()),
-                                        6)})
+        return lambda: psnrs[mode].extend(run(generator, next(todo)))
+
+    figures = compare("sweep_batched", "sweep_one_level", *paired_seconds(
+        next_chunk("batched", batched), next_chunk("one_level", one_level), device, args.batches, args.warmup),
+        args.batch_size)
+    difference = np.abs(cap_psnr(psnrs["batched"]) - cap_psnr(psnrs["one_level"])).max()
+    emit({**device_info(device), "size": args.size, "images": args.batches * args.batch_size,
+          "batch_size": args.batch_size, "levels": len(SWEEP_NUM_POINTS),
+          "rows_per_forward": len(SWEEP_NUM_POINTS) * args.batch_size, "amp": args.amp,
+          "channels_last": args.channels_last, "compile": args.compile,
+          "sweep_batched_img_s": figures["sweep_batched_img_s"],
+          "sweep_one_level_img_s": figures["sweep_one_level_img_s"], "batching_ratio": figures["ratio"],
+          "psnr_max_abs_diff_db": round(float(difference), 6)})
     return 0
 
 

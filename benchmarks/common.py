@@ -9,11 +9,9 @@ import json
 import os
 import statistics
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Forward FLOPs of the generator per 176 x 176 image, counting a multiply-add as 2 FLOPs.
 FWD_FLOPS_176 = 71.6e9
@@ -62,12 +60,27 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
-    """Median seconds of ``repeats`` calls of fn() after ``warmup`` untimed ones."""
+def paired_seconds(fn_a: Callable[[], object], fn_b: Callable[[], object], device: torch.device, repeats: int,
+                   warmup: int) -> Tuple[List[float], List[float]]:
+    """Seconds of ``repeats`` calls of fn_a and of fn_b, timed alternately (a, b, a, b, ...) after
+    ``warmup`` untimed pairs, so that a change in the machine's load hits both alike."""
     for _ in range(warmup):
-        fn()
-    times: List[float] = [timed(fn, device) for _ in range(repeats)]
-    return statistics.median(times)
+        fn_a()
+        fn_b()
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(timed(fn_a, device))
+        b.append(timed(fn_b, device))
+    return a, b
+
+
+def compare(name_a: str, name_b: str, a: List[float], b: List[float], items: int) -> dict:
+    """Figures of two paired timings (seconds per call, ``items`` images per call): images/s of each
+    from the median call, and ``ratio`` = the median over the pairs of b's time / a's time (how
+    many times faster a is)."""
+    return {f"{name_a}_img_s": significant(items / statistics.median(a)),
+            f"{name_b}_img_s": significant(items / statistics.median(b)),
+            "ratio": significant(statistics.median(tb / ta for ta, tb in zip(a, b)))}
 
 
 def device_info(device: torch.device) -> dict:

@@ -21,10 +21,10 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 
 if [ "$DRY_RUN" = 1 ]; then  # checks the script and its commands, not the figures
-  DEVICE=cpu GPU_IDS=-1 BATCH=2 SIZE=16 STEPS=1 WARMUP=1 PREP_REPEATS=1 SWEEP_IMAGES=1 SWEEP_WARMUP=0
+  DEVICE=cpu GPU_IDS=-1 BATCH=2 SIZE=16 STEPS=1 WARMUP=1 PREP_REPEATS=1 SWEEP_BATCHES=1 SWEEP_WARMUP=0
   RECIPE_DATA="--size 40 --per_image 1" RECIPE_ARGS="--loadSize 40 --fineSize 32 --batch_size 4 --max_dataset_size 4 --num_threads 0"
 else
-  DEVICE=cuda GPU_IDS=0 BATCH=64 SIZE=176 STEPS=10 WARMUP=3 PREP_REPEATS=3 SWEEP_IMAGES=16 SWEEP_WARMUP=2
+  DEVICE=cuda GPU_IDS=0 BATCH=64 SIZE=176 STEPS=10 WARMUP=3 PREP_REPEATS=3 SWEEP_BATCHES=16 SWEEP_WARMUP=2
   RECIPE_DATA="--size 96 --per_image 40" RECIPE_ARGS="--loadSize 96 --fineSize 64 --batch_size 16 --num_threads 4"
 fi
 # The most informative training configurations first: a stage cut by its limit keeps those.
@@ -99,7 +99,7 @@ export PYTHON RECIPE_DATA RECIPE_ARGS GPU_IDS
   # shellcheck disable=SC2086
   stage train 220 "$PYTHON" benchmarks/bench_train.py --device "$DEVICE" --batch_size "$BATCH" --size "$SIZE" \
     --steps "$STEPS" --warmup "$WARMUP" --configs $CONFIGS --config_timeout_s 150 $PEAKS
-  stage sweep 40 "$PYTHON" benchmarks/bench_sweep.py --device "$DEVICE" --size "$SIZE" --images "$SWEEP_IMAGES" \
+  stage sweep 40 "$PYTHON" benchmarks/bench_sweep.py --device "$DEVICE" --size "$SIZE" --batches "$SWEEP_BATCHES" \
     --warmup "$SWEEP_WARMUP"
   echo "== summary =="
   "$PYTHON" benchmarks/gpu_report.py "$OUT" || failed=1

@@ -122,7 +122,7 @@ class TrunkRunner:
     unsupported, or its first call raises, the runner warns in one line and stays eager.
 
     Called like the trunk, (A, hint_B, mask_B) -> {layer: N x C x h x w}; the outputs are float32
-    whatever the compute precision, so pooling, the feature cache and the heads stay float32.
+    whatever the compute precision, so pooling and the heads compute in float32.
     ``layers`` and ``precision`` (what the features were computed in, part of the cache key) are
     attributes. Not an nn.Module: it holds the trunk (and its compiled twin), it adds no weights.
     """
@@ -216,7 +216,8 @@ POOLING: Dict[str, Callable[[Tensor, str], Tensor]] = {"fork": pool_fork, "corre
 
 
 @torch.no_grad()
-def batch_features(trunk: "FrozenTrunk | TrunkRunner", images: Tensor, mask_cent: float, pool: Callable[[Tensor, str], Tensor]):
+def batch_features(trunk: "FrozenTrunk | TrunkRunner", images: Tensor, mask_cent: float,
+                   pool: Callable[[Tensor, str], Tensor]):
     """Pooled features of one uint8 batch (already on the device).
 
     Returns ({layer: N' x D float32}, keep) with N' = keep.sum() images that passed the grayscale

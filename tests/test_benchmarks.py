@@ -87,7 +87,7 @@ def test_bench_train_configs_in_process_and_isolated(capsys):
 
 
 def test_bench_sweep_modes_agree(capsys):
-    assert bench_sweep.main(CPU + ["--size", "16", "--images", "1", "--warmup", "0"]) == 0
+    assert bench_sweep.main(CPU + ["--size", "16", "--batches", "1", "--warmup", "0"]) == 0
     (record,) = json_lines(capsys)
     assert positive(record["sweep_batched_img_s"]) and positive(record["sweep_one_level_img_s"])
     assert positive(record["batching_ratio"])
@@ -100,7 +100,7 @@ def test_bench_sweep_modes_agree(capsys):
     (bench_train, CPU + ["--size", "20"], "multiple of 8"),
     (bench_train, CPU + ["--configs", "fp16"], "--configs"),
     (bench_train, CPU + ["--in_process", "--config_timeout_s", "5"], "drop --in_process"),
-    (bench_sweep, CPU + ["--images", "0"], "--images"),
+    (bench_sweep, CPU + ["--batches", "0"], "--batches"),
 ])
 def test_bad_arguments_are_one_line_errors(script, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
