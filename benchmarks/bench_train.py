@@ -25,7 +25,8 @@ next.
 Peak memory (peak_mem_gib): on CUDA, torch.cuda.max_memory_allocated over warmup and timed steps
 (weights, gradients, Adam state, activations); on the CPU, the peak resident set of the process
 minus its resident set just before the model was built, reported only when the process runs one
-configuration (always, without --in_process), else null.
+configuration (always, without --in_process; it must be a fresh process, as the children are, since
+the peak is the process's own), else null.
 
 Prints one JSON line per configuration, then a summary line of ratios to fp32 (the first
 configuration when fp32 is not among them). achieved_tflops counts a step as 3 forwards of
