@@ -55,6 +55,11 @@ fork: the JPatrick9793 fork's procedure, reproduced for comparison (reference sp
   * Deviations: the class count comes from the folder (the fork hard-coded 100); grayscale images
     are dropped with their labels instead of skipping the whole batch; randomness is seeded.
 
+Speed (both protocols, off by default): --amp, --channels_last and --compile apply to the frozen
+backbone as in train.py (util/perf.py). Its block outputs are cast to float32 before pooling, so
+pooling and the heads compute in float32 (the cache stores --cache_dtype as always). --amp is part
+of the feature cache key; the other two compute the same float32 features up to rounding and are not.
+
 Outputs in --linear_checkpoints: opt.txt, log.jsonl (one line per epoch: lr and, per layer,
 train/val loss, top-1, top-5), TensorBoard scalars in tensorboard/ when tensorboard is installed,
 the head checkpoints, results.json ({"layers": {"conv1": {"val_top1", "val_top5", "train_top1", ...}},
@@ -137,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache_dtype", choices=sorted(CACHE_DTYPES), default="bfloat16",
                         help="corrected: precision of the cached features")
     parser.add_argument("--num_threads", type=int, default=4, help="DataLoader worker processes")
+    # speed of the backbone (util/perf.py), both protocols; off by default: the plain float32 trunk
+    parser.add_argument("--amp", action="store_true",
+                        help="the backbone in bfloat16 autocast where supported, else float16; its outputs are cast "
+                             "to float32 before pooling, the heads stay float32. Part of the feature cache key")
+    parser.add_argument("--channels_last", action="store_true",
+                        help="NHWC layout for the backbone (not in the cache key: the same float32 features up to "
+                             "rounding)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the backbone, eager with a one-line warning where unsupported (not in "
+                             "the cache key)")
     return parser
 
 
@@ -266,7 +281,7 @@ def save_head(head: torch.nn.Module, path: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def cached_features(opt, split: str, dataset: ImageFolderDataset, indices: List[int], views: int,
-                    transform: Mapping, trunk: probes.FrozenTrunk, device: torch.device, ckpt_path: str,
+                    transform: Mapping, trunk: probes.TrunkRunner, device: torch.device, ckpt_path: str,
                     ckpt_sha1: str, skip_log: SkipLog) -> dict:
     """Features of one split, from the cache when the key matches, else extracted (and cached).
     The split's unreadable files go to ``skip_log`` either way (the cache keeps their names)."""
@@ -274,7 +289,7 @@ def cached_features(opt, split: str, dataset: ImageFolderDataset, indices: List[
         checkpoint=ckpt_path, checkpoint_sha1=ckpt_sha1, dataroot=dataset.root,
         files_sha1=probes.listing_sha1(dataset.root, [p for p, _ in dataset.samples]), num_files=len(dataset),
         indices_sha1=hashlib.sha1(json.dumps(indices).encode()).hexdigest(), transform=transform,
-        layers=trunk.layers, mask_cent=opt.mask_cent, dtype=opt.cache_dtype)
+        layers=trunk.layers, mask_cent=opt.mask_cent, dtype=opt.cache_dtype, compute=trunk.precision)
     path = probes.cache_path(opt.cache_dir, split, key)
     if not opt.no_cache:
         entry = probes.load_cache(path, key)
@@ -521,7 +536,8 @@ def run(opt, parser) -> int:
 
     ckpt_path = os.path.join(opt.checkpoints_dir, opt.name, f"{opt.which_epoch}_net_G.pth")
     net = load_generator(ckpt_path)
-    trunk = probes.FrozenTrunk(net, opt.layers).to(device)
+    trunk = probes.TrunkRunner(probes.FrozenTrunk(net, opt.layers).to(device), device, amp=opt.amp,
+                               channels_last=opt.channels_last, compile=opt.compile)
     del net  # keeps only model1..model<k> alive
 
     os.makedirs(opt.linear_checkpoints, exist_ok=True)

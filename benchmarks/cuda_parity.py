@@ -9,6 +9,7 @@ CPU outputs as JSON lines. Figures only; the CPU assertions live in tests/test_g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -39,7 +40,9 @@ def main() -> int:
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
         for cls in ("cls", "reg"):
-            model = Pix2PixModel(TrainOptions().parse(["--gpu_ids", "-1"] + (["--classification"] if cls == "cls" else [])), device)
+            flags = ["--gpu_ids", "-1"] + (["--classification"] if cls == "cls" else [])
+            with contextlib.redirect_stdout(sys.stderr):  # the model's notices; stdout is for the JSON lines
+                model = Pix2PixModel(TrainOptions().parse(flags), device)
             model.netG.load_state_dict({k: rebuild_weight(k, tuple(v.shape)) for k, v in model.netG.state_dict().items()})
             model.eval()
             model.set_input(batch)

@@ -5,7 +5,10 @@ Pieces used by ``train_linear_classifiers.py`` (and its tests and benchmark):
 * :class:`FrozenTrunk`: blocks model1..model5 of a loaded generator, in eval mode, without
   gradients. Its forward is the generator's forward truncated after the deepest requested block,
   with the same 2x subsampling, so the block outputs (after each block's BatchNorm) are exactly
-  those the full forward computes (:func:`block_outputs_with_hooks` is the reference).
+  those the full forward computes (:func:`block_outputs_with_hooks` is the reference). It uses no
+  hooks, so torch.compile traces it as one plain graph.
+* :class:`TrunkRunner`: how the probes call a FrozenTrunk under --amp, --channels_last and
+  --compile (util/perf.py); the block outputs always come back in float32.
 * :func:`backbone_inputs`: uint8 RGB -> the network's inputs without hints (spec section 7.1):
   L normalised, hint ab all 0, mask all ``-mask_cent``, and the grayscale filter (ab_thresh 5).
 * Pooling: :func:`pool_fork` (the fork's avg-pool then bilinear upsampling, spec section 7.2) and
@@ -38,6 +41,7 @@ from data.datasets import SkipLog, SkippedImage
 from models.networks import subsample
 from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, load_tensor_file
 from util.hints import get_colorization_data
+from util.perf import amp_dtype, autocast, first_line, maybe_compile, to_memory_format, warn_eager
 
 #: Probe layers in network order, and the generator block each one reads.
 LAYERS: Tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -111,6 +115,48 @@ class FrozenTrunk(nn.Module):
         return outputs
 
 
+class TrunkRunner:
+    """A FrozenTrunk run with the speed switches of util/perf.py (all off: the plain fp32 trunk).
+
+    amp: autocast to util.perf.amp_dtype(device) (bfloat16 on CPUs and Ampere+ GPUs, else float16).
+    channels_last: NHWC weights and inputs. compile: torch.compile of the trunk; where it is
+    unsupported, or its first call raises, the runner warns in one line and stays eager.
+
+    Called like the trunk, (A, hint_B, mask_B) -> {layer: N x C x h x w}; the outputs are float32
+    whatever the compute precision, so pooling and the heads compute in float32.
+    ``layers`` and ``precision`` (what the features were computed in, part of the cache key) are
+    attributes. Not an nn.Module: it holds the trunk (and its compiled twin), it adds no weights.
+    """
+
+    def __init__(self, trunk: FrozenTrunk, device: torch.device, amp: bool = False, channels_last: bool = False,
+                 compile: bool = False):
+        self.trunk = trunk.to(memory_format=torch.channels_last) if channels_last else trunk
+        self.layers = trunk.layers
+        self.device, self.amp, self.channels_last = device, amp, channels_last
+        self.precision = f"autocast_{str(amp_dtype(device)).replace('torch.', '')}" if amp else "float32"
+        self.net = maybe_compile(self.trunk, device, compile)
+        self._compile_pending = self.net is not self.trunk
+
+    @torch.no_grad()
+    def __call__(self, A: Tensor, hint_B: Tensor, mask_B: Tensor) -> Dict[str, Tensor]:
+        args = [to_memory_format(t, self.channels_last) for t in (A, hint_B, mask_B)]
+        with autocast(self.device, self.amp):
+            outputs = self._run(args)
+        return {layer: x.float() for layer, x in outputs.items()}
+
+    def _run(self, args: List[Tensor]) -> Dict[str, Tensor]:
+        if not self._compile_pending:
+            return self.net(*args)
+        try:
+            outputs = self.net(*args)
+        except Exception as e:  # as BaseModel.call_guarded: the compiler only runs on the first call
+            warn_eager(f"compiling failed ({first_line(e)})")
+            self.net = self.trunk
+            outputs = self.net(*args)
+        self._compile_pending = False
+        return outputs
+
+
 def block_outputs_with_hooks(net: nn.Module, A: Tensor, hint_B: Tensor, mask_B: Tensor,
                              layers: Sequence[str] = LAYERS) -> Dict[str, Tensor]:
     """Reference extractor (the fork's): forward hooks on model1..model5 during the full forward.
@@ -171,7 +217,8 @@ POOLING: Dict[str, Callable[[Tensor, str], Tensor]] = {"fork": pool_fork, "corre
 
 
 @torch.no_grad()
-def batch_features(trunk: FrozenTrunk, images: Tensor, mask_cent: float, pool: Callable[[Tensor, str], Tensor]):
+def batch_features(trunk: "FrozenTrunk | TrunkRunner", images: Tensor, mask_cent: float,
+                   pool: Callable[[Tensor, str], Tensor]):
     """Pooled features of one uint8 batch (already on the device).
 
     Returns ({layer: N' x D float32}, keep) with N' = keep.sum() images that passed the grayscale
@@ -318,13 +365,21 @@ def listing_sha1(root: str, paths: Sequence[str]) -> str:
 
 
 def cache_key(*, checkpoint: str, checkpoint_sha1: str, dataroot: str, files_sha1: str, num_files: int,
-              indices_sha1: str, transform: Mapping, layers: Sequence[str], mask_cent: float, dtype: str) -> dict:
-    """Everything the cached features depend on, as a JSON-able dict (see :func:`cache_path`)."""
+              indices_sha1: str, transform: Mapping, layers: Sequence[str], mask_cent: float, dtype: str,
+              compute: str = "float32") -> dict:
+    """Everything the cached features depend on, as a JSON-able dict (see :func:`cache_path`).
+
+    compute: the precision the backbone ran in (:attr:`TrunkRunner.precision`: float32, or
+    autocast_bfloat16 / autocast_float16 under --amp). The memory layout and torch.compile are not
+    in the key: they compute the same float32 function up to rounding, like another device (also
+    not keyed), far below the bfloat16 rounding of the default cache dtype.
+    """
     return {"version": CACHE_VERSION, "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha1": checkpoint_sha1,
             "dataroot": os.path.abspath(dataroot), "files_sha1": files_sha1, "num_files": num_files,
             "indices_sha1": indices_sha1, "transform": dict(transform), "layers": list(layers),
             "grids": {layer: list(GRIDS[layer]) for layer in layers}, "pooling": "adaptive_avg",
-            "mask_cent": float(mask_cent), "ab_thresh": AB_THRESH, "hints": "none", "dtype": dtype}
+            "mask_cent": float(mask_cent), "ab_thresh": AB_THRESH, "hints": "none", "dtype": dtype,
+            "compute": compute}
 
 
 def key_json(key: Mapping) -> str:
@@ -367,7 +422,7 @@ def save_cache(path: str, key: Mapping, features: Mapping[str, Tensor], labels: 
     return entry
 
 
-def extract_features(trunk: FrozenTrunk, loader: DataLoader, device: torch.device, mask_cent: float,
+def extract_features(trunk: "FrozenTrunk | TrunkRunner", loader: DataLoader, device: torch.device, mask_cent: float,
                      dtype: torch.dtype = torch.bfloat16, progress: Optional[Callable] = None,
                      skip_log: Optional[SkipLog] = None):
     """Corrected-protocol features of every image of ``loader``, pooled by :func:`pool_corrected`.

@@ -1,0 +1,1 @@
+"""Throughput benchmarks (figures and ratios, never assertions); see the README's "Speed" section."""
