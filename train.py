@@ -259,7 +259,7 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
             if (epoch + 1 - opt.epoch_count) % opt.save_epoch_freq == 0 or last:
                 print(f"saving the model at the end of epoch {epoch}, iters {counters['total_images']}")
                 if info.is_main:
-                    model.save_networks(epoch)
+                    model.save_networks(epoch, same_as="latest")
             print(f"End of epoch {epoch} / {end_epoch - 1} \t Time Taken: {time.time() - epoch_start:.0f} sec")
             mean_loss = mean_over_processes(torch.tensor(
                 [stats["loss_sum"] / stats["steps"] if stats["steps"] else float("inf")], dtype=torch.float64), info)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from models.networks import get_scheduler
-from util.checkpoint import CheckpointError, apply_state_dict, load_network, save_network, unwrap
+from util.checkpoint import CheckpointError, apply_state_dict, atomic_link, load_network, save_network, unwrap
 from util.distributed import DistInfo
 from util.perf import first_line, maybe_compile, warn_eager
 
@@ -135,9 +135,14 @@ class BaseModel:
     def checkpoint_path(self, which_epoch) -> str:
         return os.path.join(self.save_dir, f"{which_epoch}_net_G.pth")
 
-    def save_networks(self, which_epoch) -> str:
+    def save_networks(self, which_epoch, same_as: Optional[str] = None) -> str:
+        """Save the weights as <which_epoch>_net_G.pth. same_as: a weight file just written from
+        these same weights (e.g. "latest"), to hard-link instead of serialising them again."""
         path = self.checkpoint_path(which_epoch)
-        save_network(self.netG, path)
+        if same_as is not None:
+            atomic_link(self.checkpoint_path(same_as), path)
+        else:
+            save_network(self.netG, path)
         return path
 
     def load_networks(self, which_epoch) -> None:

@@ -4,7 +4,8 @@
     python scripts/crash_test.py --points 3 --work /tmp/crash --signal TERM
 
 A reference run trains a tiny model (photos that scikit-image ships, 32 px crops, 2 epochs of
-3 steps, hints at p = 1/8, --deterministic) without interruption. Then, for each point, the
+2 steps, a resume point after every step, hints at p = 1/8, --deterministic) without
+interruption (a reference already in --work is reused). Then, for each point, the
 same run is started, killed once it has logged a randomly chosen number of steps (plus a random
 delay of up to --max_delay s, so kills also land inside steps and saves), and restarted with
 --resume until it finishes; its final latest_net_G.pth must equal the reference's tensor for
@@ -13,7 +14,8 @@ this also shows that the result does not depend on the worker count. Prints one 
 and "N/M identical"; the exit status is 0 only if all are.
 
 With --signal TERM (or INT) the run is asked to stop instead of being killed: it must save a
-resume point and exit with status 128 + the signal number.
+resume point and exit with status 128 + the signal number (or 0 when the signal came during the
+last step: then the run has finished; a signal during start-up still kills it).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,16 +37,17 @@ sys.path.insert(0, REPO)
 
 from scripts import make_sample_dataset  # noqa: E402
 
-EPOCHS, STEPS_PER_EPOCH, BATCH = 2, 3, 4  # 12 images: 6 photos x 2 crops
+EPOCHS, STEPS_PER_EPOCH, BATCH = 2, 2, 4  # 8 of the 12 images (6 photos x 2 crops) per epoch
 
 
 def train_command(data: str, checkpoints: str, workers: int, resume: bool) -> List[str]:
-    """The train.py command line of the crash test (resume points every 2 steps)."""
+    """The train.py command line of the crash test (a resume point after every step)."""
     cmd = [sys.executable, os.path.join(REPO, "train.py"), "--dataroot", os.path.join(data, "train"),
            "--checkpoints_dir", checkpoints, "--name", "run", "--gpu_ids", "-1", "--loadSize", "40",
            "--fineSize", "32", "--batch_size", str(BATCH), "--num_threads", str(workers), "--niter", str(EPOCHS),
-           "--niter_decay", "0", "--sample_p", "0.125", "--print_freq", str(BATCH), "--save_latest_freq",
-           str(2 * BATCH), "--save_epoch_freq", "100", "--display_freq", str(4 * BATCH), "--deterministic"]
+           "--niter_decay", "0", "--max_dataset_size", str(STEPS_PER_EPOCH * BATCH), "--sample_p", "0.125",
+           "--print_freq", str(BATCH), "--save_latest_freq", str(BATCH), "--save_epoch_freq", "100",
+           "--display_freq", str(3 * BATCH), "--deterministic"]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -110,19 +114,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"crash test in {work}: {args.points} point(s), SIG{args.signal}, seed {seed}", flush=True)
 
     reference = os.path.join(work, "reference")
-    run(train_command(data, reference, workers=0, resume=False))
     ref_weights = os.path.join(reference, "run", "latest_net_G.pth")
+    if os.path.isfile(ref_weights) and os.path.isfile(os.path.join(reference, "done")):
+        print("reusing the reference run in", reference)
+    else:
+        shutil.rmtree(reference, ignore_errors=True)
+        run(train_command(data, reference, workers=0, resume=False))
+        open(os.path.join(reference, "done"), "w").close()
     total_steps = EPOCHS * STEPS_PER_EPOCH
     identical = 0
     for point in range(args.points):
-        folder = os.path.join(work, f"point{point:02d}")
-        checkpoints = os.path.join(folder, "ckpt")
+        checkpoints = os.path.join(work, f"{args.signal.lower()}{point:02d}")
+        shutil.rmtree(checkpoints, ignore_errors=True)
         after, delay = rng.randint(0, total_steps - 1), rng.uniform(0.0, args.max_delay)
         status, stderr = interrupt(train_command(data, checkpoints, workers=1, resume=False),
                                    os.path.join(checkpoints, "run"), after, delay, sig)
         note = ""
         if status is None:
             note = " (the run finished before the signal)"
+        elif sig != signal.SIGKILL and status == 0:
+            note = " (during the last step: the run finished)"
+        elif sig != signal.SIGKILL and status == -sig:
+            note = " (during start-up, before the handler was installed: killed)"
         elif sig != signal.SIGKILL and status != 128 + sig:
             note = f" (exit status {status}, expected {128 + sig}: {stderr.strip()[-200:]})"
         proc = subprocess.run(train_command(data, checkpoints, workers=1, resume=True), stdout=subprocess.DEVNULL,

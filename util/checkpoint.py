@@ -11,6 +11,7 @@ import io
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from collections import OrderedDict
 from typing import Mapping
@@ -91,6 +92,26 @@ def atomic_savefig(fig, path: str, **kwargs) -> str:
     fig.savefig(buffer, format=os.path.splitext(path)[1].lstrip(".").lower() or "png", **kwargs)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def atomic_link(source: str, path: str) -> None:
+    """Make ``path`` a second name (hard link) of the finished file ``source``, atomically (a
+    temporary link beside ``path`` renamed over it), copying the bytes where the file system has
+    no hard links. Replacing ``source`` later (atomically, i.e. with a new file) leaves ``path``
+    as it is. CheckpointError (one line) on failure."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.link.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+            os.replace(tmp, path)
+        except OSError:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            with open(source, "rb") as f:
+                _atomic_write(path, lambda out: shutil.copyfileobj(f, out, 1 << 24))
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot save ({e.strerror or str(e) or type(e).__name__})") from None
 
 
 def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list:
