@@ -185,9 +185,8 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                 rows = (positions - first) * world + info.rank
                 batch = None
                 if images.shape[0]:
-                    rgb = images.to(device, non_blocking=True).float().div_(255.0)
-                    batch = get_colorization_data(
-                        rgb, ab_thresh=AB_THRESH, p=opt.sample_p, sample_Ps=opt.sample_Ps, l_cent=opt.l_cent,
+                    batch = get_colorization_data(  # uint8 in: the Lab conversion's fast path
+                        images.to(device, non_blocking=True), ab_thresh=AB_THRESH, p=opt.sample_p, sample_Ps=opt.sample_Ps, l_cent=opt.l_cent,
                         l_norm=opt.l_norm, ab_norm=opt.ab_norm, mask_cent=opt.mask_cent, generator=hint_gen,
                         rows=rows, total=nominal * world)
                 else:  # nothing readable: advance the hint stream as the other processes do

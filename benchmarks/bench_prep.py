@@ -3,9 +3,9 @@
     python benchmarks/bench_prep.py                       # B=25, 176 px, the CUDA GPU if there is one
     python benchmarks/bench_prep.py --device cpu --repeats 5
 
-Batch preparation is what train.py does with a batch after loading it: uint8 -> float on the
-device, RGB -> normalised Lab, the grayscale filter and the random hints
-(util.hints.get_colorization_data). Two settings, each on the same --batch_size random images:
+Batch preparation is what train.py does with a batch after loading it: the uint8 images on the
+device -> normalised Lab, the grayscale filter and the random hints
+(util.hints.get_colorization_data); the baseline starts from float images, as the original did. Two settings, each on the same --batch_size random images:
 
   train  geometric hint counts, p = --sample_p (1/8: 7 hints per image on average), patch sizes
          1..9, grayscale filter at 5 (train.py's batches)
@@ -149,8 +149,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ab = lab[:, 1:]
     for name, s in settings.items():
         ours, loop = Coverage(), Coverage()
-        prep = measure(lambda: ours.add(get_colorization_data(
-                           images.float() / 255, ab_thresh=s["ab_thresh"], p=s["p"], num_points=s["num_points"],
+        prep = measure(lambda: ours.add(get_colorization_data(  # uint8 in, as train.py does
+                           images, ab_thresh=s["ab_thresh"], p=s["p"], num_points=s["num_points"],
                            sample_Ps=s["sample_Ps"], generator=gen)),
                        lambda: loop.add(loop_colorization_data(images.float() / 255, rng, **s)))
         hints = measure(lambda: paint_hints(ab, sample_hint_geometry(

@@ -66,6 +66,12 @@
 #   MAX_DATASET_SIZE   training images per epoch, a fresh random subset each epoch [130000, the fork's;
 #                      empty: all]
 #   TRAIN_ARGS         more train.py flags for every phase (train_siggraph.sh's EXTRA_ARGS)
+#   TRAIN_LAUNCHER     what runs train.py (train_siggraph.sh's; e.g. "torchrun --standalone --nproc_per_node 8")
+#   TRAIN_JOBS         models trained at the same time [1; SMOKE: 2]: the ImageNet-100 models (baseline,
+#                      saturation and the pretrained copy, which share phases 1-2) form one job, the
+#                      stylized and coco models one job each; their logs are printed when all are done.
+#                      More than 1 only makes sense with the resources for it (cores, or GPUs per job
+#                      through TRAIN_LAUNCHER / GPU_IDS)
 #   HOW_MANY [200], SWEEP_HOW_MANY [1000]; TEST_ARGS, SWEEP_ARGS: more test.py / test_sweep.py flags
 #   PROBE_NITER [200], PROBE_MAX_DATASET_SIZE [13000; empty: all]; PROBE_ARGS: more
 #                      train_linear_classifiers.py flags
@@ -113,6 +119,7 @@ if [ "$SMOKE" = 1 ]; then
   # Tensors this small gain nothing from a second thread, and threads that wait for each other on
   # shared cores (CI) made the smoke run twice as slow (measured: 228 s instead of 108 s).
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  TRAIN_JOBS=${TRAIN_JOBS:-2}
 fi
 
 IMAGENET_SRC=${IMAGENET_SRC:-}
@@ -145,6 +152,8 @@ NITER_1=${NITER_1:-100}; NITER_2=${NITER_2:-15}; NITER_3=${NITER_3:-10}; NITER_4
 COCO_NITER_1=${COCO_NITER_1:-11}
 MAX_DATASET_SIZE=${MAX_DATASET_SIZE-130000}
 TRAIN_ARGS=${TRAIN_ARGS:-}
+TRAIN_LAUNCHER=${TRAIN_LAUNCHER:-}
+TRAIN_JOBS=${TRAIN_JOBS:-1}
 HOW_MANY=${HOW_MANY:-200}; SWEEP_HOW_MANY=${SWEEP_HOW_MANY:-1000}
 TEST_ARGS=${TEST_ARGS:-}; SWEEP_ARGS=${SWEEP_ARGS:-}
 PROBE_NITER=${PROBE_NITER:-200}; PROBE_MAX_DATASET_SIZE=${PROBE_MAX_DATASET_SIZE-13000}
@@ -156,6 +165,7 @@ COCO_PROBE_VAL=${COCO_PROBE_VAL:-$IMAGENET_VAL_CLASSES}
 if [ "$SMOKE" = 1 ]; then pretrained_mask_cent=0.5; else pretrained_mask_cent=0; fi
 
 case "$PRETRAINED" in download|retrain) ;; *) die "PRETRAINED must be download or retrain (got '$PRETRAINED')" ;; esac
+[[ "$TRAIN_JOBS" =~ ^[1-9][0-9]*$ ]] || die "TRAIN_JOBS must be a positive integer (got '$TRAIN_JOBS')"
 for s in $STAGES; do
   case "$s" in data|train|eval|probes|report) ;; *) die "unknown stage '$s' in STAGES (use data train eval probes report)" ;; esac
 done
@@ -215,6 +225,32 @@ step() {
   is_done "$output" || { echo "$prog: $what finished but $output is missing or incomplete" >&2; exit 1; }
   RAN=1
   SUMMARY+=("ran      $what ($((SECONDS - t0)) s)")
+}
+
+# parallel N FUNCTION...: run the functions (each a series of steps) as background jobs, at most
+# N at a time; then print each one's log in order and take over its summary lines. Fails, after
+# all have finished, if one of them did.
+parallel() {
+  local n=$1 logs f failed=() line; shift
+  logs=$(mktemp -d)
+  for f in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$n" ]; do wait -n || true; done
+    ( SUMMARY=(); RAN=0; "$f"; printf '%s\n' ${SUMMARY[@]+"${SUMMARY[@]}"} > "$logs/$f.summary"
+      echo "$RAN" > "$logs/$f.ran" ) > "$logs/$f.log" 2>&1 &
+  done
+  wait || true
+  for f in "$@"; do
+    echo "---- job $f ----"
+    cat "$logs/$f.log"
+    if [ -f "$logs/$f.ran" ]; then
+      while IFS= read -r line; do [ -n "$line" ] && SUMMARY+=("$line"); done < "$logs/$f.summary"
+      [ "$(cat "$logs/$f.ran")" = 1 ] && RAN=1
+    else
+      failed+=("$f")
+    fi
+  done
+  rm -rf "$logs"
+  [ ${#failed[@]} -eq 0 ] || { echo "$prog: failed: ${failed[*]}" >&2; exit 1; }
 }
 
 # queue WHAT OUTPUT SCRIPT ARGS...: like step for one of the repository's Python scripts, but it
@@ -303,7 +339,7 @@ recipe() {
   PYTHON="$PYTHON" DATAROOT="$data" DATAROOT_SMALL="$small" CHECKPOINTS_DIR="$dir" GPU_IDS="$GPU_IDS" \
   MAX_DATASET_SIZE="$MAX_DATASET_SIZE" VARIANT="$variant" START_PHASE="$start" NITER_1="$niter1" \
   NITER_2="$NITER_2" NITER_3="$NITER_3" NITER_4="$NITER_4" EXTRA_ARGS="$TRAIN_ARGS" NAME_PREFIX="" \
-    bash "$REPO/scripts/train_siggraph.sh"
+  TRAIN_LAUNCHER="$TRAIN_LAUNCHER" bash "$REPO/scripts/train_siggraph.sh"
 }
 
 pretrained_weights() {
@@ -324,7 +360,9 @@ pretrained_weights() {
 # final DIR NAME NITER: the file saved at the end of a phase's last epoch.
 final() { echo "$1/$2/$(($3 - 1))_net_G.pth"; }
 
-stage_train() {
+# The training jobs: the ImageNet-100 models share the classification phases, so they train in
+# one job, one after the other.
+train_imagenet() {
   if has_model pretrained && [ "$PRETRAINED" = retrain ]; then
     step "train baseline" "$(final "$CHECKPOINTS_DIR" siggraph_reg2 "$NITER_4")" \
       recipe baseline "$CHECKPOINTS_DIR" "$IMAGENET_TRAIN" "$IMAGENET_TRAIN_SMALL" "$NITER_1"
@@ -336,13 +374,24 @@ stage_train() {
   if has_model pretrained && [ "$PRETRAINED" = download ]; then
     step "pretrained weights" "$CHECKPOINTS_DIR_PRETRAINED/siggraph_caffemodel/latest_net_G.pth" pretrained_weights
   fi
-  if has_model stylized; then
-    step "train stylized" "$(final "$CHECKPOINTS_DIR_STYLIZED" siggraph_reg2 "$NITER_4")" \
-      recipe baseline "$CHECKPOINTS_DIR_STYLIZED" "$STYLIZED_ROOT/train" "$STYLIZED_ROOT/train_small" "$NITER_1"
-  fi
-  if has_model coco; then
-    step "train coco" "$(final "$CHECKPOINTS_DIR_COCO" siggraph_reg2 "$NITER_4")" \
-      recipe baseline "$CHECKPOINTS_DIR_COCO" "$COCO_ROOT/train" "$COCO_ROOT/train" "$COCO_NITER_1"
+}
+train_stylized() {
+  step "train stylized" "$(final "$CHECKPOINTS_DIR_STYLIZED" siggraph_reg2 "$NITER_4")" \
+    recipe baseline "$CHECKPOINTS_DIR_STYLIZED" "$STYLIZED_ROOT/train" "$STYLIZED_ROOT/train_small" "$NITER_1"
+}
+train_coco() {
+  step "train coco" "$(final "$CHECKPOINTS_DIR_COCO" siggraph_reg2 "$NITER_4")" \
+    recipe baseline "$CHECKPOINTS_DIR_COCO" "$COCO_ROOT/train" "$COCO_ROOT/train" "$COCO_NITER_1"
+}
+
+stage_train() {
+  local jobs=(train_imagenet) f
+  has_model stylized && jobs+=(train_stylized)
+  has_model coco && jobs+=(train_coco)
+  if [ "$TRAIN_JOBS" -gt 1 ] && [ ${#jobs[@]} -gt 1 ]; then
+    parallel "$TRAIN_JOBS" "${jobs[@]}"
+  else
+    for f in "${jobs[@]}"; do "$f"; done
   fi
 }
 

@@ -65,6 +65,22 @@ def test_rgb2lab_and_lab2rgb_match_skimage_on_photos(photos, dtype):
             assert np.abs(back.numpy() - ref_rgb).max() < 1e-6
 
 
+def test_uint8_fast_path_matches_skimage_and_the_float_path():
+    """rgb2lab_norm of uint8 images (what train.py passes): all 256 levels of each channel against
+    a coarse grid of the other two (256 x 16 x 16 colours, each channel in turn), and real photos."""
+    levels, coarse = torch.arange(256, dtype=torch.uint8), torch.arange(0, 256, 17, dtype=torch.uint8)
+    combos = torch.cartesian_prod(levels, coarse, coarse)  # 65536 x 3
+    grid = torch.cat([combos.roll(k, dims=1) for k in range(3)]).T.reshape(1, 3, 768, 256)
+    photos8 = [torch.from_numpy(nchw(getattr(skimage_data, name)()[::4, ::4].copy())) for name in ("astronaut", "coffee")]
+    for rgb8 in [grid.reshape(1, 3, 256, -1)] + photos8:
+        fast = rgb2lab_norm(rgb8, 0.0, 1.0, 1.0)  # plain Lab units
+        assert fast.dtype == torch.float32 and fast.shape == rgb8.shape
+        ref = nchw(skimage_color.rgb2lab(nhwc(rgb8.numpy())))  # skimage takes uint8 as /255
+        assert np.abs(fast.double().numpy() - ref).max() < 1e-4
+        slow = rgb2lab_norm(rgb8.float() / 255)  # the default normalisation, float path
+        assert (rgb2lab_norm(rgb8) - slow).abs().max() < 2e-6
+
+
 def test_round_trip(photos):
     for rgb in photos:
         t = torch.from_numpy(rgb)

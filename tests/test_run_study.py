@@ -83,7 +83,8 @@ def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):
     report = root / "results" / "comparison" / "index.html"
     before = report.stat().st_mtime_ns
     start = time.time()
-    proc = run_study(root)  # (without the COCO_PROBE_* of the first run: the probes are done anyway)
+    # (without the COCO_PROBE_* of the first run: the probes are done anyway; one training job at a time)
+    proc = run_study(root, TRAIN_JOBS="1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert time.time() - start < 10
     summary = proc.stdout.split("study finished in", 1)[1].splitlines()[1:]
@@ -101,8 +102,15 @@ def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):
 def test_retrained_baseline_takes_the_first_slot(smoke):
     """PRETRAINED=retrain: the baseline recipe; its phases 1-2 are the saturation model's, done."""
     root, _, _ = smoke
-    proc = run_study(root, PRETRAINED="retrain", MODELS="pretrained", STAGES="train eval")
+    launched = root.parent / "launched.txt"
+    launcher = root.parent / "launcher.sh"  # TRAIN_LAUNCHER reaches train_siggraph.sh: it runs each phase
+    launcher.write_text(f'echo "$@" >> "{launched}"\nexec "{sys.executable}" "$@"\n')
+    proc = run_study(root, PRETRAINED="retrain", MODELS="pretrained", STAGES="train eval",
+                     TRAIN_LAUNCHER=f"bash {launcher}")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    phases = launched.read_text().splitlines()
+    assert len(phases) == 2 and all(line.split()[0].endswith("train.py") for line in phases)
+    assert "--name siggraph_reg " in phases[0] and "--name siggraph_reg2 " in phases[1]
     assert "==== train baseline ====\nstarting at phase 3" in proc.stdout
     assert "==== phase 1" not in proc.stdout and "==== phase 3: siggraph_reg ====" in proc.stdout
     assert re.search(r"lambda_sat: 0\.0\s", (root / "checkpoints" / "siggraph_reg2" / "opt.txt").read_text())
@@ -148,6 +156,7 @@ def test_pretrained_weights_elsewhere_must_be_put_there(tmp_path):
 
 
 @pytest.mark.parametrize("env, message", [({"PRETRAINED": "maybe"}, "PRETRAINED must be download or retrain"),
+                                          ({"TRAIN_JOBS": "0"}, "TRAIN_JOBS must be a positive integer"),
                                           ({"MODELS": "pretrained imagenet"}, "unknown model 'imagenet'"),
                                           ({"STAGES": "train deploy"}, "unknown stage 'deploy'")])
 def test_bad_configuration_is_one_line(tmp_path, env, message):

@@ -19,6 +19,11 @@ from typing import Mapping
 import torch
 from torch import nn
 
+try:
+    from torch.utils.serialization import config as _serialization_config  # torch >= 2.6
+except ImportError:
+    _serialization_config = None
+
 #: Prefixes added by DataParallel/DistributedDataParallel (``module.``) and torch.compile (``_orig_mod.``).
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -71,9 +76,23 @@ def check_writable(folder: str) -> None:
     tempfile.TemporaryFile(dir=folder).close()
 
 
-def atomic_torch_save(obj, path: str) -> None:
-    """torch.save ``obj`` to ``path`` atomically (see _atomic_write)."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
+def atomic_torch_save(obj, path: str, checksums: bool = True) -> None:
+    """torch.save ``obj`` to ``path`` atomically (see _atomic_write).
+
+    checksums=False skips the zip records' CRC-32 where torch can (torch.utils.serialization
+    config, torch >= 2.6): that is half the time of writing a large file; the atomic write
+    already rules out torn files. Used for resume points, which are rewritten often and read
+    only by this code; weight files keep their checksums for every other tool that reads them.
+    """
+    config = getattr(_serialization_config, "save", None)
+    if checksums or config is None or not hasattr(config, "compute_crc32"):
+        _atomic_write(path, lambda f: torch.save(obj, f))
+        return
+    previous, config.compute_crc32 = config.compute_crc32, False
+    try:
+        _atomic_write(path, lambda f: torch.save(obj, f))
+    finally:
+        config.compute_crc32 = previous
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -119,11 +138,11 @@ def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list:
     return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
-def save_checked(obj, path: str) -> None:
+def save_checked(obj, path: str, checksums: bool = True) -> None:
     """atomic_torch_save, with any failure (read-only folder, full disk, ...) as a one-line
     CheckpointError; the file at ``path`` is then the previous one, untouched."""
     try:
-        atomic_torch_save(obj, path)
+        atomic_torch_save(obj, path, checksums)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot save ({e.strerror or str(e) or type(e).__name__})") from None
 

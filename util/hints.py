@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from util.color import rgb2lab_norm
@@ -155,47 +154,46 @@ def paint_hints(ab: Tensor, geometry: HintGeometry, sample_Ps: Sequence[int] = D
     """Paint the hint patches of ``geometry`` (one row per image of ``ab``) from ground-truth ab.
 
     ab: normalised ab, N x 2 x H x W. Returns (hint_ab, mask) as :func:`add_color_patches`.
+    The work is proportional to the patch pixels (N x K x P x P), not to the image: each patch's
+    mean is a sum over its own gathered pixels, and each pixel is written by its winning patch.
     """
     n, _, height, width = ab.shape
     device = ab.device
     counts, patch, top, left = geometry.counts, geometry.patch, geometry.top, geometry.left
     k_max = int(counts.max()) if n else 0
-    hint_ab = torch.zeros_like(ab)
-    mask = torch.zeros(n, 1, height, width, dtype=ab.dtype, device=device)
     if k_max == 0:
-        return hint_ab, mask
+        return torch.zeros_like(ab), torch.zeros(n, 1, height, width, dtype=ab.dtype, device=device)
+    hw = height * width
     patch, top, left = patch[:, :k_max], top[:, :k_max], left[:, :k_max]
     valid = torch.arange(k_max, device=device).unsqueeze(0) < counts.unsqueeze(1)  # N x K
 
-    # Which hint paints each pixel: the highest-numbered valid patch covering it ("later wins").
+    # Every (image, hint, dy, dx) of a P_max x P_max footprint; `inside` marks the patch's own pixels.
     p_max = int(max(sample_Ps))
     offs = torch.arange(p_max, device=device)
     dy, dx = offs.view(1, 1, p_max, 1), offs.view(1, 1, 1, p_max)
     inside = (dy < patch[..., None, None]) & (dx < patch[..., None, None]) & valid[..., None, None]
     rows = (top[..., None, None] + dy).clamp_max(height - 1)
     cols = (left[..., None, None] + dx).clamp_max(width - 1)
-    pixel = (rows * width + cols).expand(n, k_max, p_max, p_max)
-    hint_id = torch.arange(k_max, device=device).view(1, k_max, 1, 1).expand_as(pixel)
-    hint_id = torch.where(inside, hint_id, torch.full_like(hint_id, -1))
-    winner = torch.full((n, height * width), -1, dtype=torch.long, device=device)
-    winner.scatter_reduce_(1, pixel.reshape(n, -1), hint_id.reshape(n, -1), reduce="amax")
-    painted = winner >= 0  # N x HW
+    pixel = (rows * width + cols).reshape(n, -1)  # N x KPP, flat pixel index
+    hint_id = torch.where(inside, torch.arange(k_max, device=device).view(1, k_max, 1, 1), -1).reshape(n, -1)
 
+    # Which hint paints each pixel: the highest-numbered patch covering it ("later wins", as the
+    # original's sequential painting). Entries that do not win write to a spare slot past the image.
+    winner = torch.full((n, hw), -1, dtype=torch.long, device=device)
+    winner.scatter_reduce_(1, pixel, hint_id, reduce="amax")
+    wins = (hint_id >= 0) & (winner.gather(1, pixel) == hint_id)
+    target = torch.where(wins, pixel, hw)
+
+    values = ab.flatten(2).gather(2, pixel.unsqueeze(1).expand(n, 2, -1))  # N x 2 x KPP
     if use_avg:
-        # Patch means for every candidate size at every top-left corner, then one gather per size.
-        colour = torch.zeros(n, k_max, 2, dtype=ab.dtype, device=device)
-        for size in sorted(set(int(s) for s in sample_Ps)):
-            means = F.avg_pool2d(ab, size, stride=1)  # N x 2 x (H-size+1) x (W-size+1)
-            idx = (top.clamp_max(means.shape[2] - 1) * means.shape[3] + left.clamp_max(means.shape[3] - 1))
-            picked = means.flatten(2).gather(2, idx.unsqueeze(1).expand(n, 2, k_max)).transpose(1, 2)
-            colour = torch.where((patch == size).unsqueeze(-1), picked, colour)
-        source = colour.gather(1, winner.clamp_min(0).unsqueeze(-1).expand(n, height * width, 2))  # N x HW x 2
-        source = source.transpose(1, 2)
-    else:
-        source = ab.flatten(2)
-    hint_ab = torch.where(painted.unsqueeze(1), source, torch.zeros_like(source)).view(n, 2, height, width)
-    mask = painted.to(ab.dtype).view(n, 1, height, width)
-    return hint_ab, mask
+        sums = torch.where(inside.reshape(n, 1, -1), values, 0).view(n, 2, k_max, p_max * p_max).sum(-1)
+        colour = sums / (patch * patch).unsqueeze(1).to(ab.dtype)  # N x 2 x K patch means
+        values = colour.gather(2, hint_id.clamp_min(0).unsqueeze(1).expand(n, 2, -1))
+    hint_ab = torch.zeros(n, 2, hw + 1, dtype=ab.dtype, device=device)
+    hint_ab.scatter_(2, target.unsqueeze(1).expand(n, 2, -1), values)
+    mask = torch.zeros(n, hw + 1, dtype=ab.dtype, device=device)
+    mask.scatter_(1, target, 1.0)
+    return hint_ab[:, :, :hw].reshape(n, 2, height, width), mask[:, :hw].reshape(n, 1, height, width)
 
 
 def add_color_patches(
@@ -247,7 +245,8 @@ def get_colorization_data(
     """Build a colorization batch from RGB images on their device.
 
     Args:
-        rgb: sRGB in [0, 1], N x 3 x H x W (float). Convert uint8 with ``x.float() / 255``.
+        rgb: sRGB, N x 3 x H x W: floats in [0, 1], or uint8 straight from the loaders (faster;
+            see util.color.rgb2lab_norm).
         ab_thresh: grayscale filter threshold in Lab units (5 in training, 0 disables it).
         p, num_points, sample_Ps, samp: hint sampling, see :func:`add_color_patches`; a
             per-image num_points tensor has one entry per geometry row (length ``total``).

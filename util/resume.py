@@ -70,8 +70,9 @@ def changed_options(saved: Dict[str, object], opt) -> List[str]:
 
 
 def save_resume_point(path: str, state: dict) -> None:
-    """Write a resume point atomically; CheckpointError (one line) if it cannot be written."""
-    save_checked(dict(state, format=FORMAT), path)
+    """Write a resume point atomically (without zip checksums, see atomic_torch_save: it is
+    rewritten every few thousand images); CheckpointError (one line) if it cannot be written."""
+    save_checked(dict(state, format=FORMAT), path, checksums=False)
 
 
 def load_resume_point(path: str) -> dict:
