@@ -91,8 +91,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.datasets import (ImageFolderDataset, RandomSubsetSampler, SkipLog, SkippedImage, collate_skip_bad,
+from data.datasets import (ImageFolderDataset, SkipLog, SkippedImage, collate_skip_bad,
                            eval_subset)
+from data.samplers import RandomSubsetSampler
 from data.transforms import center_crop_transform, train_transform
 from models import load_generator, probes
 from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, atomic_write_text

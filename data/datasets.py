@@ -23,7 +23,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from util.checkpoint import atomic_write_text
 
@@ -246,30 +246,6 @@ class IndexedSubset(Dataset):
     def __getitem__(self, i: int):
         item = self.dataset[self.indices[i]]
         return item if isinstance(item, SkippedImage) else (item[0], self.indices[i])
-
-
-class RandomSubsetSampler(Sampler[int]):
-    """A fresh random subset of ``num_samples`` indices (without replacement) every epoch.
-
-    With num_samples None or >= the dataset size this is a plain shuffle. Reproducible: epoch e
-    uses the permutation drawn from ``seed + e`` (call set_epoch before iterating).
-    """
-
-    def __init__(self, data_len: int, num_samples: Optional[int] = None, seed: int = 0):
-        self.data_len = data_len
-        self.num_samples = data_len if num_samples is None else min(num_samples, data_len)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.data_len, generator=g)[: self.num_samples].tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 def eval_subset(num_images: int, how_many: int, seed: int | None = None) -> List[int]:

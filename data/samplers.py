@@ -10,6 +10,7 @@ batches of one process with an N times larger batch.
   the fork), split across processes the way DistributedSampler does (padded to a multiple of the
   world size, rank r takes every world-size-th index from r), and it can start part-way through
   an epoch. Each item is the key ``(dataset index, epoch, position in this process's list)``.
+  :class:`RandomSubsetSampler` is the same order as plain indices, for one process.
 * :class:`SeededItems`: looks the key up in the image dataset with python's and torch's RNGs
   seeded from (seed, epoch, dataset index) inside a private RNG scope, so an image's
   augmentation is fixed by those three numbers; it returns the position in place of the label.
@@ -87,6 +88,14 @@ class EpochSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - self.start
+
+
+class RandomSubsetSampler(EpochSampler):
+    """The EpochSampler of one process, yielding plain dataset indices: a fresh random subset of
+    ``num_samples`` (all: a shuffle) every epoch, drawn from ``seed + epoch`` (call set_epoch)."""
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.start:])
 
 
 class SeededItems(Dataset):

@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from models.networks import get_scheduler
 from util.checkpoint import CheckpointError, apply_state_dict, atomic_link, load_network, save_network, unwrap
 from util.distributed import DistInfo
-from util.perf import first_line, maybe_compile, warn_eager
+from util.perf import FirstCallFallback, first_line, maybe_compile
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class BaseModel:
         self.channels_last = getattr(opt, "channels_last", False)
         self.scaler: Optional[torch.amp.GradScaler] = None
         self._eager_netG: Optional[nn.Module] = None
-        self._compile_pending = False
+        self._compile_guard = FirstCallFallback(pending=False)
         self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.netG: nn.Module
         self.optimizers: List[torch.optim.Optimizer] = []
@@ -96,24 +96,17 @@ class BaseModel:
             net = DistributedDataParallel(net, device_ids=device_ids)
         self._eager_netG = net
         self.netG = maybe_compile(net, self.device, getattr(self.opt, "compile", False))
-        self._compile_pending = self.netG is not net
+        self._compile_guard = FirstCallFallback(pending=self.netG is not net)
 
     def call_guarded(self, fn: Callable[[], T]) -> T:
         """``fn()``; if it is the first call of a compiled generator and compiling fails, warn in
-        one line and redo it in eager mode (the compiler only runs on the first call)."""
-        if not self._compile_pending:
-            return fn()
-        try:
-            result = fn()
-        except Exception as e:  # inductor/dynamo raise many types; a real bug re-raises below
-            warn_eager(f"compiling failed ({first_line(e)})")
-            self.netG = self._eager_netG
-            for optimizer in self.optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            self._compile_pending = False
-            return fn()
-        self._compile_pending = False
-        return result
+        one line and redo it in eager mode (util.perf.FirstCallFallback)."""
+        return self._compile_guard(fn, self._use_eager)
+
+    def _use_eager(self) -> None:
+        self.netG = self._eager_netG
+        for optimizer in self.optimizers:  # a failed backward may have left partial gradients
+            optimizer.zero_grad(set_to_none=True)
 
     def train(self) -> None:
         self.netG.train()

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import sys
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -38,10 +37,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from data.datasets import SkipLog, SkippedImage
+from data.samplers import call_seeded, item_seed
 from models.networks import subsample
 from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, load_tensor_file
 from util.hints import get_colorization_data
-from util.perf import amp_dtype, autocast, first_line, maybe_compile, to_memory_format, warn_eager
+from util.perf import FirstCallFallback, amp_dtype, autocast, maybe_compile, to_memory_format
 
 #: Probe layers in network order, and the generator block each one reads.
 LAYERS: Tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -135,7 +135,7 @@ class TrunkRunner:
         self.device, self.amp, self.channels_last = device, amp, channels_last
         self.precision = f"autocast_{str(amp_dtype(device)).replace('torch.', '')}" if amp else "float32"
         self.net = maybe_compile(self.trunk, device, compile)
-        self._compile_pending = self.net is not self.trunk
+        self._compile_guard = FirstCallFallback(pending=self.net is not self.trunk)
 
     @torch.no_grad()
     def __call__(self, A: Tensor, hint_B: Tensor, mask_B: Tensor) -> Dict[str, Tensor]:
@@ -145,16 +145,10 @@ class TrunkRunner:
         return {layer: x.float() for layer, x in outputs.items()}
 
     def _run(self, args: List[Tensor]) -> Dict[str, Tensor]:
-        if not self._compile_pending:
-            return self.net(*args)
-        try:
-            outputs = self.net(*args)
-        except Exception as e:  # as BaseModel.call_guarded: the compiler only runs on the first call
-            warn_eager(f"compiling failed ({first_line(e)})")
-            self.net = self.trunk
-            outputs = self.net(*args)
-        self._compile_pending = False
-        return outputs
+        return self._compile_guard(lambda: self.net(*args), self._use_eager)
+
+    def _use_eager(self) -> None:
+        self.net = self.trunk
 
 
 def block_outputs_with_hooks(net: nn.Module, A: Tensor, hint_B: Tensor, mask_B: Tensor,
@@ -296,12 +290,6 @@ def topk_correct(scores: Tensor, labels: Tensor, ks: Iterable[int] = (1, 5)) -> 
 # Reproducible random views
 # ----------------------------------------------------------------------------------------------
 
-def item_seed(*parts) -> int:
-    """A 63-bit seed derived from the given parts (stable across processes and Python runs)."""
-    digest = hashlib.blake2b(":".join(str(p) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
-
-
 class SeededViews(Dataset):
     """``views`` transformed copies of each selected image of ``base``, with reproducible randomness.
 
@@ -329,15 +317,7 @@ class SeededViews(Dataset):
     def __getitem__(self, i: int):
         view, j = divmod(i, len(self.indices))
         index = self.indices[j]
-        seed = item_seed(self.seed, self.salt, self.epoch, view, index)
-        py_state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            random.seed(seed)
-            try:
-                return self.base[index]
-            finally:
-                random.setstate(py_state)
+        return call_seeded(item_seed(self.seed, self.salt, self.epoch, view, index), self.base.__getitem__, index)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ import time
 import pytest
 import torch
 
+import train
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR = 1e-4
 
@@ -40,11 +42,11 @@ def data_root(tiny_data):
 
 
 def args(data_root, ckpt, name, batch_size, *extra):
-    """One step per epoch: 4 images per epoch, i.e. one global batch of 4."""
-    return ["train.py", "--dataroot", str(data_root / "train"), "--checkpoints_dir", str(ckpt), "--name", name,
+    """train.py flags: one step per epoch (4 images per epoch, i.e. one global batch of 4)."""
+    return ["--dataroot", str(data_root / "train"), "--checkpoints_dir", str(ckpt), "--name", name,
             "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", str(batch_size),
             "--num_threads", "0", "--niter", "3", "--niter_decay", "0", "--max_dataset_size", "4",
-            "--sample_p", "0.125", "--print_freq", "4", "--no_html", "--deterministic", "--lr", str(LR), *extra]
+            "--sample_p", "0.125", "--print_freq", "4", "--no_html", "--lr", str(LR), *extra]
 
 
 def env():
@@ -52,14 +54,15 @@ def env():
     return dict(os.environ, OMP_NUM_THREADS="1")
 
 
-def launch(data_root, ckpt, name, *extra, nproc=2):
-    cmd = torchrun() + ["--standalone", "--nproc_per_node", str(nproc)] + args(data_root, ckpt, name, 2, *extra)
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env(), timeout=600)
+def torchrun_command(data_root, ckpt, name, *extra, nproc=2):
+    """2 processes of 2 images each, deterministic (the SIGTERM test compares two such runs bit for bit)."""
+    return torchrun() + ["--standalone", "--nproc_per_node", str(nproc), "train.py"] + \
+        args(data_root, ckpt, name, 2, "--deterministic", *extra)
 
 
-def single(data_root, ckpt, name, batch_size, *extra):
-    cmd = [sys.executable] + args(data_root, ckpt, name, batch_size, *extra)
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env(), timeout=600)
+def launch(data_root, ckpt, name, *extra):
+    return subprocess.run(torchrun_command(data_root, ckpt, name, *extra), cwd=REPO, capture_output=True, text=True,
+                          env=env(), timeout=600)
 
 
 def load(path):
@@ -80,10 +83,8 @@ def runs(data_root, tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("ddp")
     ddp = launch(data_root, ckpt, "ddp", "--sync_bn")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one = single(data_root, ckpt, "single", 4)
-    assert one.returncode == 0, one.stderr[-2000:]
-    half = single(data_root, ckpt, "half", 2, "--max_dataset_size", "2")  # the negative control
-    assert half.returncode == 0, half.stderr[-2000:]
+    assert train.main(args(data_root, ckpt, "single", 4)) == 0
+    assert train.main(args(data_root, ckpt, "half", 2, "--max_dataset_size", "2")) == 0  # the negative control
     return ckpt, ddp
 
 
@@ -115,7 +116,7 @@ def test_checkpoint_format_and_identical_replicas(runs):
 def test_sigterm_under_torchrun_then_resume_matches_uninterrupted(runs, data_root, tmp_path):
     ckpt, _ = runs
     run_dir = tmp_path / "stopped"
-    cmd = torchrun() + ["--standalone", "--nproc_per_node", "2"] + args(data_root, tmp_path, "stopped", 2, "--sync_bn")
+    cmd = torchrun_command(data_root, tmp_path, "stopped", "--sync_bn")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env(),
                             start_new_session=True)
     deadline = time.time() + 300

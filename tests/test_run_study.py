@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from scripts import run_entry_points
 from scripts.make_study_smoke_data import write_fake_coco
@@ -33,7 +34,7 @@ def smoke(tmp_path_factory):
     start = time.time()
     # the coco model is probed on COCO classes, as the fork did (the others on the ImageNet stand-in)
     proc = run_study(root, COCO_PROBE_TRAIN=str(root / "coco2017" / "train"),
-                     COCO_PROBE_VAL=str(root / "coco2017" / "val_cls"))
+                     COCO_PROBE_VAL=str(root / "coco2017" / "val_cls"), COCO_NITER_1="2")
     seconds = time.time() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     yield root, proc, seconds
@@ -76,6 +77,37 @@ def test_every_stage_ran_and_the_report_has_four_models(smoke):
         assert f"<td>{label}</td><td>corrected</td><td>6</td>" in flat  # one probe row per model
         assert f'href="../{label}/{MODELS[label][1]}/sweep_latest/index.html"' in html
     assert_page_ok(root / "results" / "comparison" / "index.html", min_images=2)
+
+
+def test_every_phase_of_the_recipe_ran_with_its_settings(smoke):
+    """scripts/train_siggraph.sh as the study ran it for the coco model: the 4 phases with the
+    paper's settings (epochs from the study's variables), each from the previous phase's weights."""
+    root, proc, _ = smoke
+    ckpt = root / "checkpoints_coco"
+    phases = ["siggraph_class_small", "siggraph_class", "siggraph_reg", "siggraph_reg2"]
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(phases)
+    expected = {  # name -> (classification, sample_p, lr, niter)
+        "siggraph_class_small": ("True", "1.0", "0.0001", "2"), "siggraph_class": ("True", "1.0", "0.0001", "1"),
+        "siggraph_reg": ("False", "0.125", "1e-05", "1"), "siggraph_reg2": ("False", "0.125", "1e-06", "1")}
+    previous = None
+    for name in phases:
+        state = torch.load(ckpt / name / "latest_net_G.pth", weights_only=True)
+        assert type(state).__name__ == "OrderedDict" and len(state) == 107
+        assert not any(k.startswith("module.") for k in state)
+        opt = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].split("[default")[0].strip()
+               for line in (ckpt / name / "opt.txt").read_text().splitlines() if ":" in line}
+        assert (opt["classification"], opt["sample_p"], opt["lr"], opt["niter"]) == expected[name]
+        assert opt["niter_decay"] == "0" and opt["lambda_sat"] == "0.0" and opt["max_dataset_size"] == "2"
+        assert opt["dataroot"].endswith(os.path.join("coco2017", "train"))
+        assert opt["load_model"] == ("False" if name == "siggraph_class_small" else "True")
+        assert (ckpt / name / f"{int(opt['niter']) - 1}_net_G.pth").exists()
+        if previous is not None:
+            # Each phase started from the previous phase's weights (one Adam step of at most ~lr per
+            # weight away; a fresh N(0, 0.02) init would be ~0.02 away) and trained them.
+            step = (state["model5.0.weight"] - previous["model5.0.weight"]).abs().max().item()
+            assert 0 < step < 1e-3
+        previous = state
+    assert f"final model is {ckpt}/siggraph_reg2/latest_net_G.pth" in proc.stdout
 
 
 def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from data.datasets import RandomSubsetSampler
+from data.samplers import RandomSubsetSampler
 from tests.helpers import tiny_train_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

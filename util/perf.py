@@ -73,6 +73,29 @@ def maybe_compile(net: nn.Module, device: torch.device, enabled: bool) -> nn.Mod
     return torch.compile(net)
 
 
+class FirstCallFallback:
+    """Compilation happens on the first call of a compiled module (and, for the backward pass, on
+    the first backward): ``guard(fn, use_eager)`` runs ``fn()``; if that is the first call and it
+    raises, it warns in one line, calls ``use_eager()`` (switch to the eager module) and runs
+    ``fn()`` again. Later calls run ``fn()`` unguarded, so later errors are real errors."""
+
+    def __init__(self, pending: bool):
+        self.pending = pending
+
+    def __call__(self, fn, use_eager):
+        if not self.pending:
+            return fn()
+        try:
+            result = fn()
+        except Exception as e:  # inductor/dynamo raise many types
+            warn_eager(f"compiling failed ({first_line(e)})")
+            use_eager()
+            self.pending = False
+            return fn()
+        self.pending = False
+        return result
+
+
 def warn_eager(reason: str) -> None:
     """The one-line notice that --compile is not in effect."""
     print(f"warning: --compile: {reason}; running in eager mode", file=sys.stderr)
