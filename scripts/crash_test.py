@@ -11,7 +11,9 @@ delay of up to --max_delay s, so kills also land inside steps and saves), and re
 --resume until it finishes; its final latest_net_G.pth must equal the reference's tensor for
 tensor, bit for bit. The interrupted runs use a DataLoader worker and the reference does not, so
 this also shows that the result does not depend on the worker count. Prints one line per point
-and "N/M identical"; the exit status is 0 only if all are.
+and "N/M identical"; the exit status is 0 only if all are. With --chain, one run is interrupted
+--points times in a row instead (each restart resumes the previous interrupted run), then resumed
+to the end and compared: "after N interruption(s) of one run: identical".
 
 With --signal TERM (or INT) the run is asked to stop instead of being killed: it must save a
 resume point and exit with status 128 + the signal number (or 0 when the signal came during the
@@ -28,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence
 
 import torch
@@ -99,9 +102,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed of the points (default: random, printed)")
     parser.add_argument("--signal", choices=["KILL", "TERM", "INT"], default="KILL", help="how runs are interrupted")
     parser.add_argument("--max_delay", type=float, default=0.6, help="largest extra delay after the chosen step (s)")
+    parser.add_argument("--chain", action="store_true",
+                        help="interrupt ONE run --points times in a row (each --resume continues the previous "
+                             "interrupted one; after 0-1 more logged steps each time), then resume it to the end")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at a time (the reference and the points are independent; 2 suits 2 cores)")
     args = parser.parse_args(argv)
-    if args.points < 1:
-        parser.error("--points must be at least 1")
+    if args.points < 1 or args.jobs < 1:
+        parser.error("--points and --jobs must be at least 1")
     import tempfile
 
     work = args.work or tempfile.mkdtemp(prefix="crash_test_")
@@ -115,38 +123,80 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     reference = os.path.join(work, "reference")
     ref_weights = os.path.join(reference, "run", "latest_net_G.pth")
-    if os.path.isfile(ref_weights) and os.path.isfile(os.path.join(reference, "done")):
-        print("reusing the reference run in", reference)
-    else:
+    total_steps = EPOCHS * STEPS_PER_EPOCH
+    most = 1 if args.chain else total_steps - 1  # a chain moves on by 0 or 1 steps before each interruption
+    points = [(point, rng.randint(0, most), rng.uniform(0.0, args.max_delay)) for point in range(args.points)]
+
+    def make_reference() -> None:
+        if os.path.isfile(ref_weights) and os.path.isfile(os.path.join(reference, "done")):
+            print("reusing the reference run in", reference, flush=True)
+            return
         shutil.rmtree(reference, ignore_errors=True)
         run(train_command(data, reference, workers=0, resume=False))
         open(os.path.join(reference, "done"), "w").close()
-    total_steps = EPOCHS * STEPS_PER_EPOCH
-    identical = 0
-    for point in range(args.points):
-        checkpoints = os.path.join(work, f"{args.signal.lower()}{point:02d}")
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        after, delay = rng.randint(0, total_steps - 1), rng.uniform(0.0, args.max_delay)
-        status, stderr = interrupt(train_command(data, checkpoints, workers=1, resume=False),
-                                   os.path.join(checkpoints, "run"), after, delay, sig)
-        note = ""
+
+    def describe(status: Optional[int], stderr: str) -> str:
+        """What an interruption did, as a note ('' when it went as it should)."""
         if status is None:
-            note = " (the run finished before the signal)"
-        elif sig != signal.SIGKILL and status == 0:
-            note = " (during the last step: the run finished)"
-        elif sig != signal.SIGKILL and status == -sig:
-            note = " (during start-up, before the handler was installed: killed)"
-        elif sig != signal.SIGKILL and status != 128 + sig:
-            note = f" (exit status {status}, expected {128 + sig}: {stderr.strip()[-200:]})"
+            return " (the run finished before the signal)"
+        if sig != signal.SIGKILL and status == 0:
+            return " (during the last step: the run finished)"
+        if sig != signal.SIGKILL and status == -sig:
+            return " (during start-up, before the handler was installed: killed)"
+        if sig != signal.SIGKILL and status != 128 + sig:
+            return f" (exit status {status}, expected {128 + sig}: {stderr.strip()[-200:]})"
+        return ""
+
+    def finish(checkpoints: str) -> str:
+        """Resume ``checkpoints`` to the end; a note if that failed."""
         proc = subprocess.run(train_command(data, checkpoints, workers=1, resume=True), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            note += f" (the resumed run failed, exit status {proc.returncode}: {proc.stderr.strip()[-300:]})"
-        ok = proc.returncode == 0 and not note.startswith(" (exit") and \
+        return f" (the resumed run failed, exit status {proc.returncode}: {proc.stderr.strip()[-300:]})" \
+            if proc.returncode != 0 else ""
+
+    def interrupt_and_resume(point: int, after: int, delay: float):
+        """One point: the interrupted run, then its resumption. Returns (checkpoint folder, note)."""
+        checkpoints = os.path.join(work, f"{args.signal.lower()}{point:02d}")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        status, stderr = interrupt(train_command(data, checkpoints, workers=1, resume=False),
+                                   os.path.join(checkpoints, "run"), after, delay, sig)
+        note = describe(status, stderr)
+        return checkpoints, note + finish(checkpoints)
+
+    def ok(checkpoints: str, note: str) -> bool:
+        return not note.startswith(" (exit") and "resumed run failed" not in note and \
             same_weights(ref_weights, os.path.join(checkpoints, "run", "latest_net_G.pth"))
-        identical += ok
-        print(f"point {point + 1}: {args.signal} after {after} logged step(s) + {delay:.2f} s{note}: "
-              f"{'identical' if ok else 'DIFFERENT'}", flush=True)
+
+    if args.chain:  # one run, interrupted again and again: each --resume continues the previous one's
+        make_reference()
+        checkpoints = os.path.join(work, f"{args.signal.lower()}_chain")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        run_dir, notes = os.path.join(checkpoints, "run"), ""
+        for point, after, delay in points:
+            status, stderr = interrupt(train_command(data, checkpoints, workers=1, resume=True), run_dir,
+                                       logged_steps(run_dir) + after, delay, sig)
+            note = describe(status, stderr)
+            print(f"interruption {point + 1}: {args.signal} after {after} more logged step(s) + {delay:.2f} s{note}",
+                  flush=True)
+            notes += note
+            if status is None or status == 0:
+                break  # the run has finished: nothing left to interrupt
+        identical = ok(checkpoints, notes + finish(checkpoints))
+        print(f"after {args.points} interruption(s) of one run: {'identical' if identical else 'DIFFERENT'}")
+        return 0 if identical else 1
+
+    # The reference and the points are independent runs: --jobs of them at a time.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        reference_done = pool.submit(make_reference)
+        outcomes = [pool.submit(interrupt_and_resume, *p) for p in points]
+        reference_done.result()
+        identical = 0
+        for (point, after, delay), outcome in zip(points, outcomes):
+            checkpoints, note = outcome.result()
+            good = ok(checkpoints, note)
+            identical += good
+            print(f"point {point + 1}: {args.signal} after {after} logged step(s) + {delay:.2f} s{note}: "
+                  f"{'identical' if good else 'DIFFERENT'}", flush=True)
     print(f"{identical}/{args.points} identical")
     with open(os.path.join(work, "crash_test.json"), "w") as f:
         json.dump({"points": args.points, "identical": identical, "seed": seed, "signal": args.signal}, f)

@@ -1,17 +1,18 @@
 """Data-parallel training under torchrun: 2 CPU processes (gloo) against one process (tiny data).
 
-Why one optimizer step is compared to within 1e-5, and not more: the first Adam step moves every
-weight by lr * g / (|g| + eps), i.e. by about +-lr whatever the gradient's size, so a weight whose
-gradient is at the level of float32 summation noise (a different batch split sums in another
-order) can move either way. After that the runs are two different trajectories: L1 losses and
-ReLUs are kinked, and moving a dozen weights by 4e-6 changes 94% of the next gradients by more
-than 0.1% (measured; two single-process runs that only split the batch differently, by gradient
-accumulation, diverge exactly as much). So the test compares, after one step: the batch-norm
-running statistics (smooth functions of the data: any mistake in the data, augmentation, hints or
-statistics sync shows at 1e-2), and the weights: all within 2 lr, and all but a small fraction
-(the noise-level gradients) within 1e-5. A negative control that trains on half of the global
-batch fails both checks. Beyond the first step it checks that the processes stay bit-identical,
-and that a SIGTERM-stopped torchrun resumes to the same final weights as an uninterrupted one.
+What is compared, and why after one optimizer step: the first Adam step moves every weight by
+lr * g / (|g| + eps), i.e. by about +-lr whatever the gradient's size, so a weight whose gradient
+is at the level of float32 summation noise (another batch split sums in another order) can move
+either way; with lr = 4e-6 that is at most 8e-6, inside the 1e-5 tolerance. After that the runs
+are two different trajectories: L1 losses and ReLUs are kinked, and moving a dozen weights by
+4e-6 changes 94% of the next gradients by more than 0.1% (measured; two single-process runs that
+only split the batch differently, by gradient accumulation, diverge exactly as much). So after
+one step every weight and batch-norm statistic must be within 1e-5, the statistics (smooth
+functions of the data: any mistake in the data, augmentation, hints or statistics sync shows at
+1e-2) within 1e-6, and at most 1% of the weights may have moved differently. A negative control
+that trains on half of the global batch fails those checks. Beyond the first step the test checks
+that the processes stay bit-identical, and that a SIGTERM-stopped torchrun resumes to the same
+final weights as an uninterrupted one.
 """
 import os
 import signal
@@ -25,7 +26,7 @@ import torch
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LR = 1e-4
+LR = 4e-6  # 2 x LR, the most one Adam step moves a weight, is below the 1e-5 tolerance (phase 4 uses 1e-6)
 
 pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                                 reason="this torch build has no distributed/gloo support")
@@ -70,11 +71,12 @@ def load(path):
 
 
 def compare(a, b):
-    """(max weight difference, fraction of weights off by > 1e-5, max running-statistics difference)."""
+    """(max weight difference, fraction of weights off by more than LR / 10, i.e. that one Adam
+    step moved differently, max running-statistics difference)."""
     weights = [(a[k].double() - b[k].double()).abs() for k in a if a[k].is_floating_point() and "running" not in k]
     stats = [(a[k].double() - b[k].double()).abs() for k in a if "running" in k]
     n = sum(w.numel() for w in weights)
-    return (max(w.max().item() for w in weights), sum(int((w > 1e-5).sum()) for w in weights) / n,
+    return (max(w.max().item() for w in weights), sum(int((w > LR / 10).sum()) for w in weights) / n,
             max(s.max().item() for s in stats))
 
 
@@ -92,8 +94,9 @@ def test_rank0_checkpoint_matches_one_process_with_the_global_batch(runs):
     ckpt, _ = runs
     ddp, one, half = (load(ckpt / n / "0_net_G.pth") for n in ("ddp", "single", "half"))  # after one step
     max_w, frac, max_stats = compare(ddp, one)
-    assert max_stats < 1e-5, max_stats  # measured 1.2e-7
-    assert max_w <= 2 * LR * 1.01 and frac < 0.01, (max_w, frac)  # measured 2.0e-4 and 0.18%
+    # Every weight and statistic within 1e-5; the statistics far closer (measured 1.2e-7), and only
+    # the noise-level gradients' weights (measured 0.2% of them) moved differently.
+    assert max_w < 1e-5 and max_stats < 1e-6 and frac < 0.01, (max_w, frac, max_stats)
     # The checks have teeth: one process that saw only the first half of the global batch.
     max_w, frac, max_stats = compare(half, one)
     assert max_stats > 1e-3 and frac > 0.2, (max_w, frac, max_stats)

@@ -45,22 +45,22 @@ def run_recipe(data_root, ckpt, **env):
 # (test_every_phase_of_the_recipe_ran_with_its_settings), on the study's runs of this script.
 
 
-def test_train_siggraph_saturation_variant_from_phase_3_under_torchrun(data_root, tmp_path):
-    """VARIANT=saturation START_PHASE=3, each phase launched by torchrun with 2 CPU processes."""
+def test_train_siggraph_saturation_variant_phase_4_under_torchrun(data_root, tmp_path):
+    """VARIANT=saturation START_PHASE=4 with a prefix, the phase launched by torchrun with 2 CPU processes."""
     ckpt = tmp_path / "ckpt"
-    os.makedirs(ckpt / "x_siggraph_class")
+    os.makedirs(ckpt / "x_siggraph_reg_sat")
     from models.networks import define_G
 
     torch.manual_seed(0)
-    torch.save(define_G().state_dict(), ckpt / "x_siggraph_class" / "latest_net_G.pth")
-    proc = run_recipe(data_root, ckpt, VARIANT="saturation", START_PHASE="3", NAME_PREFIX="x_", OMP_NUM_THREADS="1",
+    torch.save(define_G().state_dict(), ckpt / "x_siggraph_reg_sat" / "latest_net_G.pth")
+    proc = run_recipe(data_root, ckpt, VARIANT="saturation", START_PHASE="4", NAME_PREFIX="x_", OMP_NUM_THREADS="1",
                       TRAIN_LAUNCHER=f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert not (ckpt / "x_siggraph_class_small").exists()
-    assert proc.stdout.count("weights identical in all 2 processes") == 2  # both phases ran data-parallel
-    for name in ("x_siggraph_reg_sat", "x_siggraph_reg2_sat"):
-        assert "lambda_sat: 0.0001" in (ckpt / name / "opt.txt").read_text()
-        assert len(torch.load(ckpt / name / "latest_net_G.pth", weights_only=True)) == 107
+    assert sorted(os.listdir(ckpt)) == ["x_siggraph_reg2_sat", "x_siggraph_reg_sat"]
+    assert proc.stdout.count("weights identical in all 2 processes") == 1  # the phase ran data-parallel
+    opt = (ckpt / "x_siggraph_reg2_sat" / "opt.txt").read_text()
+    assert "lambda_sat: 0.0001" in opt and "lr: 1e-06" in opt and "load_model: True" in opt
+    assert len(torch.load(ckpt / "x_siggraph_reg2_sat" / "latest_net_G.pth", weights_only=True)) == 107
 
 
 def test_train_siggraph_start_phase_without_previous_is_one_line_error(data_root, tmp_path):
