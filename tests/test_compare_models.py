@@ -1,5 +1,4 @@
 """compare_models.py on real outputs of test.py and test_sweep.py (tiny data, CPU)."""
-import importlib.util
 import json
 import os
 
@@ -11,12 +10,10 @@ import test_sweep
 from models.networks import define_G
 from scripts import make_sample_dataset
 from tests.browser import assert_page_ok
+from tests.helpers import load_test_script
 from util.checkpoint import save_network
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("test_script_cmp", os.path.join(REPO, "test.py"))
-test_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_script)
+test_script = load_test_script()
 
 
 @pytest.fixture(scope="module")

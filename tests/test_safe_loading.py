@@ -8,7 +8,6 @@ A results folder that cannot be written is a one-line error (exit 1) that leaves
 earlier run whole.
 """
 import errno
-import importlib.util
 import json
 import os
 import shutil
@@ -27,14 +26,11 @@ import train_linear_classifiers as tlc
 import util.checkpoint
 from models.networks import define_G
 from tests.bad_images import gradient
-from tests.helpers import poison
+from tests.helpers import load_test_script, poison
 from util.checkpoint import load_tensor_file, save_network
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Loaded from its path: "import test" could find the standard library's test package instead.
-_spec = importlib.util.spec_from_file_location("test_script", os.path.join(REPO, "test.py"))
-test_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_script)
+test_script = load_test_script()
 
 
 @pytest.fixture(scope="module")

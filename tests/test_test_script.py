@@ -1,5 +1,4 @@
 """End-to-end tests of test.py (HTML page + metrics.json) on tiny real photos, CPU, in-process."""
-import importlib.util
 import json
 import math
 import os
@@ -13,14 +12,11 @@ from PIL import Image
 from models.networks import define_G
 from scripts import make_sample_dataset
 from tests.browser import assert_page_ok
+from tests.helpers import load_test_script
 from util import metrics
 from util.checkpoint import save_network
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Loaded from its path: "import test" could find the standard library's test package instead.
-_spec = importlib.util.spec_from_file_location("test_script", os.path.join(REPO, "test.py"))
-test_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_script)
+test_script = load_test_script()
 
 LABELS = ["gray", "hint", "hint_ab", "fake_entr", "real", "fake_reg", "real_ab", "fake_ab_reg"]
 KEYS = ["psnr", "ssim", "colorfulness", "saturation", "colorfulness_real", "saturation_real", "auc", "ciede2000",
