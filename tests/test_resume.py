@@ -1,5 +1,6 @@
 """Reliability of train.py: exact resume after SIGKILL/SIGTERM, refusal of unsafe resume files,
 skipped non-finite steps, failed saves that leave the previous checkpoint intact (CPU, tiny data)."""
+import json
 import os
 import random
 import shutil
@@ -16,6 +17,7 @@ import util.hints
 from scripts import crash_test
 from tests.helpers import poison, tiny_train_args
 from util.resume import RESUME_FILE
+from util.visualizer import Visualizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -227,3 +229,20 @@ def test_resume_point_contents_fresh_start_changed_options_and_finished_run(data
     warnings = [line for line in captured.err.splitlines() if "changed options" in line]
     assert warnings == ["warning: resuming with changed options: lambda_A 1.0 -> 2.0; max_dataset_size 8 -> None"]
     assert (tmp_path / "s" / "latest_net_G.pth").read_bytes() == before
+
+
+def test_rewind_drops_later_entries_and_a_line_cut_off_by_a_kill(tmp_path):
+    """A resumed run rewinds the logs to its image count: later entries go (it writes them again),
+    and so does a last line that a SIGKILL cut off mid-write (it would not parse as JSON)."""
+    log = Visualizer(str(tmp_path), use_html=False)
+    for iters in (4, 8, 12):
+        log.print_current_losses(0, iters, {"G": 1.0}, 0.1, 0.0)
+    with open(log.jsonl_name, "a") as f:
+        f.write('{"epoch": 0, "iters": 16, "ti')  # killed here
+    with open(log.log_name, "a") as f:
+        f.write("(epoch: 0, iters: 16, ti")
+    Visualizer(str(tmp_path), use_html=False).rewind(8, [])
+    records = [json.loads(line) for line in open(log.jsonl_name)]
+    assert [r["iters"] for r in records] == [4, 8]
+    text = open(log.log_name).read()
+    assert "iters: 8," in text and "iters: 12," not in text and "iters: 16" not in text and text.endswith("\n")

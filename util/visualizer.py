@@ -42,17 +42,15 @@ class Visualizer:
     def rewind(self, iters: int, labels) -> None:
         """Prepare for a run resumed at image count ``iters``: drop the log entries written after
         it (the resumed run writes them again) and list the epochs whose ``labels`` visuals are
-        already on disk, so the page keeps them."""
+        already on disk, so the page keeps them. A last line without its newline (the run was
+        killed while writing it) is dropped too."""
         if os.path.isfile(self.log_name):
-            with open(self.log_name) as f:
-                lines = f.readlines()
-            keep = [line for line in lines if not (m := re.match(r"\(epoch: \d+, iters: (\d+),", line))
-                    or int(m.group(1)) <= iters]
+            keep = [line for line in self._complete_lines(self.log_name)
+                    if not (m := re.match(r"\(epoch: \d+, iters: (\d+),", line)) or int(m.group(1)) <= iters]
             atomic_write_text(self.log_name, "".join(keep))
         if os.path.isfile(self.jsonl_name):
-            with open(self.jsonl_name) as f:
-                records = [line for line in f if line.strip()]
-            keep = [line for line in records if json.loads(line).get("iters", 0) <= iters]
+            keep = [line for line in self._complete_lines(self.jsonl_name)
+                    if line.strip() and json.loads(line).get("iters", 0) <= iters]
             atomic_write_text(self.jsonl_name, "".join(keep))
         if self.use_html:
             epochs = {int(m.group(1)) for name in os.listdir(self.img_dir) if (m := re.match(r"epoch(\d+)_", name))}
@@ -60,6 +58,12 @@ class Visualizer:
                 found = [label for label in labels if os.path.isfile(os.path.join(self.img_dir, f"epoch{ep:03d}_{label}.png"))]
                 if found:
                     self.saved[ep] = found
+
+    @staticmethod
+    def _complete_lines(path: str) -> list:
+        """The lines of a log file that were written whole (each log write is one line and its newline)."""
+        with open(path) as f:
+            return [line for line in f if line.endswith("\n")]
 
     def display_current_results(self, visuals: Mapping[str, torch.Tensor], epoch: int) -> None:
         """Save the first image of each visual as web/images/epoch%03d_<label>.png and rebuild the page
