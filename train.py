@@ -122,7 +122,6 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
     counters = {"total_images": 0, "nonfinite": 0, "nonfinite_streak": 0}
     stats = fresh_epoch_stats()
     skip_log = SkipLog()  # unreadable files of the whole run (this process): one warning each, listed at the end
-    resumed = False
     if state is not None:
         restore_rng_state(state["rng"], hint_gen)
         start_epoch, start_position = state["epoch"], state["position"]
@@ -138,7 +137,6 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
         changed = changed_options(state["options"], opt)
         if changed and info.is_main:
             print(f"warning: resuming with changed options: {'; '.join(changed)}", file=sys.stderr)
-        resumed = True
         print(f"resuming from {resume_path}: epoch {start_epoch}, image {start_position} of {sampler.num_samples} "
               f"in this process, {counters['total_images']} images trained")
     elif opt.resume:
@@ -146,7 +144,7 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
     model.wrap()
     visualizer = Visualizer(save_dir, use_html=not opt.no_html, winsize=opt.display_winsize,
                             name=opt.name) if info.is_main else None
-    if resumed and visualizer is not None:
+    if state is not None and visualizer is not None:
         visualizer.rewind(counters["total_images"], model.visual_names)
 
     def save_resume(epoch: int, position: int) -> None:
@@ -169,8 +167,6 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
             sampler.set_start(start_position if epoch == start_epoch else 0)
             position = sampler.start
             ran_step = False  # in this process, this epoch: only then are there visuals to show
-            if not (resumed and epoch == start_epoch):
-                stats = fresh_epoch_stats()
             epoch_start = t_data_start = time.time()
             bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True, file=sys.stdout,
                        initial=position // batch_size, total=position // batch_size + len(loader),
@@ -186,9 +182,9 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                 batch = None
                 if images.shape[0]:
                     batch = get_colorization_data(  # uint8 in: the Lab conversion's fast path
-                        images.to(device, non_blocking=True), ab_thresh=AB_THRESH, p=opt.sample_p, sample_Ps=opt.sample_Ps, l_cent=opt.l_cent,
-                        l_norm=opt.l_norm, ab_norm=opt.ab_norm, mask_cent=opt.mask_cent, generator=hint_gen,
-                        rows=rows, total=nominal * world)
+                        images.to(device, non_blocking=True), ab_thresh=AB_THRESH, p=opt.sample_p,
+                        sample_Ps=opt.sample_Ps, l_cent=opt.l_cent, l_norm=opt.l_norm, ab_norm=opt.ab_norm,
+                        mask_cent=opt.mask_cent, generator=hint_gen, rows=rows, total=nominal * world)
                 else:  # nothing readable: advance the hint stream as the other processes do
                     sample_hint_geometry(nominal * world, opt.fineSize, opt.fineSize, opt.sample_p, None,
                                          opt.sample_Ps, "normal", hint_gen, device)
@@ -243,7 +239,6 @@ def train(opt, parser, info: DistInfo, device: torch.device) -> int:
                     save_latest(epoch, position)  # (at the epoch's last batch the epoch-end save follows)
                 t_data_start = time.time()
             bar.close()
-            resumed = False
             if ran_step and info.is_main and not opt.no_html:
                 visualizer.display_current_results(model.get_current_visuals(), epoch)  # the epoch's last batch
 
