@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from util.checkpoint import atomic_write_text
+from util.runtime import first_line
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 #: The list of unreadable files a script writes at the end of its run (SkipLog.report).
@@ -71,8 +72,7 @@ def _reason(e: BaseException, path: str) -> str:
         pixels = re.search(r"\((\d+) pixels\)", str(e))
         return (f"possible decompression bomb, not decoded: {pixels.group(1) if pixels else 'too many'} pixels, "
                 f"more than PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}")
-    text = str(e).strip().splitlines()[0].replace(repr(path), "file").replace(path, "file") if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return first_line(e, hide=path)
 
 
 def load_rgb(path: str) -> Image.Image:

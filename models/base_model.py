@@ -10,9 +10,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from models.networks import get_scheduler
-from util.checkpoint import CheckpointError, apply_state_dict, atomic_link, load_network, save_network, unwrap
+from util.checkpoint import (CheckpointError, apply_state_dict, atomic_link, cpu_state_dict, load_network,
+                              save_network)
 from util.distributed import DistInfo
-from util.perf import FirstCallFallback, first_line, maybe_compile
+from util.perf import FirstCallFallback, maybe_compile
+from util.runtime import first_line
 
 T = TypeVar("T")
 
@@ -147,7 +149,7 @@ class BaseModel:
         """What a resume point needs from the model: weights (CPU, bare key names), optimizers,
         schedulers, GradScaler and the loss smoothing."""
         return {
-            "net": OrderedDict((k, v.detach().cpu()) for k, v in unwrap(self.netG).state_dict().items()),
+            "net": cpu_state_dict(self.netG),
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,

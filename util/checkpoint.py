@@ -19,6 +19,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from util.runtime import first_line
+
 try:
     from torch.utils.serialization import config as _serialization_config  # torch >= 2.6
 except ImportError:
@@ -113,6 +115,11 @@ def atomic_savefig(fig, path: str, **kwargs) -> str:
     return path
 
 
+def _cannot_save(path: str, e: OSError) -> "CheckpointError":
+    """The one-line error of a failed save, with the OS's reason (read-only, no space left, ...)."""
+    return CheckpointError(f"{path}: cannot save ({e.strerror or str(e) or type(e).__name__})")
+
+
 def atomic_link(source: str, path: str) -> None:
     """Make ``path`` a second name (hard link) of the finished file ``source``, atomically (a
     temporary link beside ``path`` renamed over it), copying the bytes where the file system has
@@ -130,7 +137,7 @@ def atomic_link(source: str, path: str) -> None:
             with open(source, "rb") as f:
                 _atomic_write(path, lambda out: shutil.copyfileobj(f, out, 1 << 24))
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot save ({e.strerror or str(e) or type(e).__name__})") from None
+        raise _cannot_save(path, e) from None
 
 
 def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list:
@@ -144,7 +151,13 @@ def save_checked(obj, path: str, checksums: bool = True) -> None:
     try:
         atomic_torch_save(obj, path, checksums)
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot save ({e.strerror or str(e) or type(e).__name__})") from None
+        raise _cannot_save(path, e) from None
+
+
+def cpu_state_dict(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """The bare network's state_dict as detached, contiguous CPU tensors (a --channels_last run
+    gives the same NCHW layout as any other) under the original key names."""
+    return OrderedDict((k, v.detach().cpu().contiguous()) for k, v in unwrap(net).state_dict().items())
 
 
 def save_network(net: nn.Module, path: str) -> None:
@@ -153,8 +166,7 @@ def save_network(net: nn.Module, path: str) -> None:
     Raises CheckpointError (one line) if a weight is not finite (nothing is written) or the
     file cannot be written (the previous file stays intact).
     """
-    # contiguous: a --channels_last run saves the same NCHW layout as any other
-    state = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in unwrap(net).state_dict().items())
+    state = cpu_state_dict(net)
     bad = nonfinite_keys(state)
     if bad:
         raise CheckpointError(f"{path}: not saved, non-finite values in {', '.join(bad[:5])}"
@@ -165,12 +177,6 @@ def save_network(net: nn.Module, path: str) -> None:
 #: How torch names the global a weights-only unpickler refused (two wordings across versions).
 _REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
 _UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
-
-
-def _first_sentence(e: BaseException) -> str:
-    """``Type: first sentence of the message`` (torch's messages run to several lines)."""
-    text = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def load_tensor_file(path: str, what: str = "file", mmap: bool = False):
@@ -194,10 +200,10 @@ def load_tensor_file(path: str, what: str = "file", mmap: bool = False):
             detail = f"unpickling it would call {called.group(1)}; only tensors and plain containers are loaded"
         else:
             found = _UNPICKLER_ERROR.search(str(e))
-            detail = found.group(1).strip() if found else _first_sentence(e)
+            detail = found.group(1).strip() if found else first_line(e, sentence=True)
         raise CheckpointError(f"{path}: refused to load, the file is not a plain weights file ({detail})") from None
     except Exception as e:  # truncated or not a torch file at all
-        raise CheckpointError(f"{path}: cannot read {what} ({_first_sentence(e)})") from None
+        raise CheckpointError(f"{path}: cannot read {what} ({first_line(e, sentence=True)})") from None
 
 
 def read_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":

@@ -21,6 +21,8 @@ from typing import ContextManager, Optional
 import torch
 from torch import nn
 
+from util.runtime import first_line
+
 
 def amp_dtype(device: torch.device) -> torch.dtype:
     """The autocast dtype for ``device``: bfloat16 where supported, else float16."""
@@ -46,6 +48,14 @@ def grad_scaler(device: torch.device, amp: bool) -> Optional[torch.amp.GradScale
 def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """``x`` (N x C x H x W) in channels_last layout when asked; values and shape are unchanged."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def call_with_flags(net, inputs, device: torch.device, amp: bool, channels_last: bool):
+    """``net(*inputs)`` with the inputs in channels_last layout when asked and under autocast when
+    amp (the outputs are then in the autocast dtype: callers cast what needs float32)."""
+    args = [to_memory_format(t, channels_last) for t in inputs]
+    with autocast(device, amp):
+        return net(*args)
 
 
 def compile_unsupported_reason(device: torch.device) -> Optional[str]:
@@ -100,8 +110,3 @@ def warn_eager(reason: str) -> None:
     """The one-line notice that --compile is not in effect."""
     print(f"warning: --compile: {reason}; running in eager mode", file=sys.stderr)
 
-
-def first_line(e: BaseException) -> str:
-    """``Type: first line of the message`` for one-line reports of long exceptions."""
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__

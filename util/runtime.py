@@ -5,7 +5,7 @@ import argparse
 import os
 import random
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -23,8 +23,7 @@ def resolve_device(gpu_ids: Optional[str]) -> torch.device:
             return torch.device("cuda", 0)
         print("notice: no CUDA device found, running on the CPU (pass --gpu_ids -1 to silence this)", file=sys.stderr)
         return torch.device("cpu")
-    ids = [int(x) for x in str(gpu_ids).split(",") if x.strip() != ""]
-    ids = [i for i in ids if i >= 0]
+    ids = _gpu_ids(gpu_ids)
     if not ids:
         return torch.device("cpu")
     if len(ids) > 1:
@@ -35,11 +34,32 @@ def resolve_device(gpu_ids: Optional[str]) -> torch.device:
     return torch.device("cuda", ids[0])
 
 
+def _gpu_ids(gpu_ids: str) -> List[int]:
+    """The GPU indices of a --gpu_ids value ('0', '0,1', '-1', ...); negative ones mean the CPU."""
+    return [i for i in (int(x) for x in str(gpu_ids).split(",") if x.strip() != "") if i >= 0]
+
+
 def wants_cuda(gpu_ids: Optional[str]) -> bool:
     """Does --gpu_ids ask for a GPU (default: yes when CUDA is available)?"""
     if gpu_ids is None:
         return torch.cuda.is_available()
-    return any(int(x) >= 0 for x in str(gpu_ids).split(",") if x.strip() != "")
+    return bool(_gpu_ids(gpu_ids))
+
+
+def first_line(e: BaseException, hide: Optional[str] = None, sentence: bool = False) -> str:
+    """``Type: first line of the message`` (``Type`` alone when it is empty), for one-line reports
+    of exceptions whose messages run to several lines (torch, PIL, inductor).
+
+    hide: a path to replace by 'file' (PIL repeats the file name the caller already shows);
+    sentence: keep only the first sentence of that line.
+    """
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else ""
+    if hide:
+        line = line.replace(repr(hide), "file").replace(hide, "file")
+    if sentence:
+        line = line.split(". ")[0]
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__
 
 
 def make_deterministic() -> None:
