@@ -26,7 +26,7 @@ from models.networks import define_G
 from util.color import decode_max_ab, decode_mean, encode_ab_ind, hsv_saturation, lab_norm2rgb
 from util.distributed import DistInfo, any_flag, convert_sync_batchnorm
 from util.hints import ColorizationBatch
-from util.perf import autocast, grad_scaler, to_memory_format
+from util.perf import call_with_flags, grad_scaler
 
 #: Pixels of one 176 x 176 training crop: the normalisation of S_reg (see module docstring).
 SAT_REF_PIXELS = 176 * 176
@@ -103,9 +103,7 @@ class Pix2PixModel(BaseModel):
     def run_generator(self, A: Tensor, hint_B: Tensor, mask_B: Tensor) -> tuple[Tensor, Tensor]:
         """netG(A, hint_B, mask_B) with this run's --channels_last and --amp: (class logits
         N x 529 x H/4 x W/4, regression ab N x 2 x H x W), in the autocast dtype under --amp."""
-        args = [to_memory_format(t, self.channels_last) for t in (A, hint_B, mask_B)]
-        with autocast(self.device, self.amp):
-            return self.netG(*args)
+        return call_with_flags(self.netG, (A, hint_B, mask_B), self.device, self.amp, self.channels_last)
 
     def forward(self) -> None:
         """Run the generator: fake_B_class (N x 529 x H/4 x W/4 logits), fake_B_reg (N x 2 x H x W)."""

@@ -41,7 +41,7 @@ from data.samplers import call_seeded, item_seed
 from models.networks import subsample
 from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, load_tensor_file
 from util.hints import get_colorization_data
-from util.perf import FirstCallFallback, amp_dtype, autocast, maybe_compile, to_memory_format
+from util.perf import FirstCallFallback, amp_dtype, call_with_flags, maybe_compile
 
 #: Probe layers in network order, and the generator block each one reads.
 LAYERS: Tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -139,13 +139,9 @@ class TrunkRunner:
 
     @torch.no_grad()
     def __call__(self, A: Tensor, hint_B: Tensor, mask_B: Tensor) -> Dict[str, Tensor]:
-        args = [to_memory_format(t, self.channels_last) for t in (A, hint_B, mask_B)]
-        with autocast(self.device, self.amp):
-            outputs = self._run(args)
+        outputs = self._compile_guard(lambda: call_with_flags(self.net, (A, hint_B, mask_B), self.device, self.amp,
+                                                              self.channels_last), self._use_eager)
         return {layer: x.float() for layer, x in outputs.items()}
-
-    def _run(self, args: List[Tensor]) -> Dict[str, Tensor]:
-        return self._compile_guard(lambda: self.net(*args), self._use_eager)
 
     def _use_eager(self) -> None:
         self.net = self.trunk
