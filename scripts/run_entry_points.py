@@ -15,6 +15,7 @@ import importlib.util
 import os
 import sys
 import time
+from types import ModuleType
 from typing import List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,18 +32,28 @@ def split_groups(argv: Sequence[str]) -> List[List[str]]:
     return [g for g in groups if g]
 
 
-def run_script(path: str, argv: Sequence[str]) -> int:
-    """Load ``path`` as a fresh module (under a private name: ``test.py`` would clash with the
-    standard library's ``test`` package) and return ``main(argv)``."""
+def load_script(path: str) -> ModuleType:
+    """Load the script at ``path`` (relative to the repository root, or absolute) as a fresh
+    module, under a private name: ``test.py`` would clash with the standard library's ``test``
+    package. FileNotFoundError if there is no such file."""
     full = path if os.path.isabs(path) else os.path.join(REPO, path)
     if not os.path.isfile(full):
-        print(f"run_entry_points.py: error: no such script: {path}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(full)
     name = "_entry_" + os.path.splitext(os.path.basename(full))[0]
     spec = importlib.util.spec_from_file_location(name, full)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
+    return module
+
+
+def run_script(path: str, argv: Sequence[str]) -> int:
+    """``main(argv)`` of the script at ``path`` (see load_script)."""
+    try:
+        module = load_script(path)
+    except FileNotFoundError:
+        print(f"run_entry_points.py: error: no such script: {path}", file=sys.stderr)
+        return 2
     try:
         status = module.main(list(argv))
     except SystemExit as e:  # argparse errors and scripts that exit themselves

@@ -1,26 +1,18 @@
 """Helpers shared by the tests: test.py as a module, tiny train.py command lines and files whose
 unpickling runs code."""
-import importlib.util
 import os
-import sys
 import pathlib
 from collections import OrderedDict
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scripts.run_entry_points import load_script
 
 
 def load_test_script():
-    """The top-level test.py as a module, loaded from its path: "import test" could find the
-    standard library's test package instead. One module object for all test files."""
-    name = "colorization_test_script"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "test.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
+    """The top-level test.py as a module (scripts.run_entry_points.load_script: "import test"
+    could find the standard library's test package instead)."""
+    return load_script("test.py")
 
 
 def tiny_train_args(data_root, ckpt, name, *extra):
