@@ -55,7 +55,7 @@ from data.datasets import SkipLog, SkippedImage, UnreadableImageError, find_imag
 from models import load_generator
 from models.networks import SIGGRAPHGenerator
 from util.checkpoint import CheckpointError
-from util.colorize import Hint, HintError, colorize, load_hints_json, network_size, parse_hint
+from inference.colorize import Hint, HintError, colorize, load_hints_json, network_size, parse_hint
 from util.image import save_pil_atomic, to_uint8
 from util.runtime import resolve_device
 

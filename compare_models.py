@@ -29,8 +29,8 @@ import dominate
 from dominate.tags import a, h1, h2, h3, img, li, p, table, tbody, td, th, thead, tr, ul
 
 from models.probes import LAYERS, plot_val_top1_by_layer
-from util.checkpoint import atomic_write_text
-from util.sweep import plot_sweep, read_csv
+from util.fileio import atomic_write_text
+from evaluation.sweep import plot_sweep, read_csv
 
 def read_json(path: str) -> Optional[dict]:
     """The JSON object in ``path``; None if absent or unreadable (one-line warning: shown as missing)."""

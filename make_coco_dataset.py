@@ -16,7 +16,7 @@ Output (``--out_path``)::
     val_cls/<class>/<file>    val2017 by class                        (the probes' validation set)
     manifest.csv              split,image_id,file_name,category_id,class_folder,rule (one row per image)
 
-One class per image (data/coco.py): the category with the largest total mask ``area`` over the
+One class per image (dataset_builders/coco.py): the category with the largest total mask ``area`` over the
 image's non-crowd annotations (``iscrowd`` 0); crowd regions do not vote unless
 ``--include_crowd``; a tie goes to the lowest category id. Class folders are the zero-padded COCO
 id and the name with underscores (``001_person``, ``018_dog``, ``010_traffic_light``), so their
@@ -45,8 +45,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from data.coco import BACKGROUND, CocoError, class_folder, crowd_only, label_images, load_instances
-from util.linktree import LayoutError, Plan
+from dataset_builders.coco import BACKGROUND, CocoError, class_folder, crowd_only, label_images, load_instances
+from dataset_builders.linktree import LayoutError, Plan
 
 PROG = "make_coco_dataset.py"
 SPLITS = (("train", "train2017"), ("val", "val2017"))

@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from util.linktree import LayoutError as DatasetError  # one-line errors, exit status 2
-from util.linktree import Plan
+from dataset_builders.linktree import LayoutError as DatasetError  # one-line errors, exit status 2
+from dataset_builders.linktree import Plan
 
 PROG = "make_ilsvrc_dataset.py"
 DEFAULT_IN_PATH = "/data/big/dataset/ILSVRC2012"

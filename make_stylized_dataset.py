@@ -17,7 +17,7 @@ Rerunning resumes: outputs that exist are kept, the others are made. Also writte
 settings is refused) and ``skipped_imgs.txt`` (absolute paths of unreadable or too small images).
 The run ends with a summary line. Flags with dashes (``--content-dir``, ...) are accepted too, so
 stylize-datasets command lines work. Details and every difference from stylize-datasets:
-util/stylize.py.
+dataset_builders/stylize.py.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import torch
 from models.adain import AdaIN, resolve_weight_path
 from util.checkpoint import CheckpointError
 from util.runtime import resolve_device
-from util.stylize import DEFAULT_EXTENSIONS, Settings, StylizeError, find_files, stylize_folder
+from dataset_builders.stylize import DEFAULT_EXTENSIONS, Settings, StylizeError, find_files, stylize_folder
 
 DEFAULT_VGG = "./pretrained_models/adain/vgg_normalised.pth"
 DEFAULT_DECODER = "./pretrained_models/adain/decoder.pth"

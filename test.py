@@ -30,7 +30,7 @@ Metrics, per image and setting, all comparing ``real`` with ``fake_reg`` (regres
                 in [0, 1]: ab from skimage rgb2lab of the uint8 images.
   ciede2000     mean CIEDE2000 difference (skimage) between the Lab of the two uint8 images.
   entropy       mean entropy (nats) of the predicted 529-bin distribution of THIS image (the
-                original read a smoothed running value instead; spec section 10 item 14).
+                original read a smoothed running value instead, in its test.py).
 ``real`` is lab2rgb(L, ground-truth ab), i.e. the input after the Lab round trip, as in the
 original, not the raw RGB file. Every metric except entropy is thus a function of the two saved
 PNGs <id>_real.png and <id>_fake_reg.png. Means and standard errors are over the images:
@@ -72,7 +72,8 @@ from data.transforms import eval_transform
 from models import create_model
 from options.test_options import TestOptions
 from util import metrics
-from util.checkpoint import CheckpointError, atomic_write_text
+from util.checkpoint import CheckpointError
+from util.fileio import atomic_write_text
 from util.hints import ColorizationBatch, cat_batches, get_colorization_data
 from util.html import HTML
 from util.image import save_image, to_uint8

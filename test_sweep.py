@@ -40,10 +40,11 @@ from data.datasets import ImageFolderDataset, IndexedSubset, SkipLog, collate_sk
 from data.transforms import eval_transform
 from models import create_model
 from options.test_options import TestOptions
-from util.checkpoint import CheckpointError, check_writable
+from util.checkpoint import CheckpointError
+from util.fileio import check_writable
 from util.hints import cat_batches
 from util.runtime import resolve_device, seed_everything
-from util.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, plot_sweep,
+from evaluation.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, plot_sweep,
                         summarize, sweep_hints, write_csv, write_json, write_sweep_page)
 
 

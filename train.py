@@ -42,10 +42,10 @@ from util.checkpoint import CheckpointError, unwrap
 from util.distributed import (DistInfo, any_flag, cleanup, gather_objects, init_distributed, mean_over_processes,
                               replicas_in_sync, sum_over_processes)
 from util.hints import get_colorization_data, sample_hint_geometry
-from util.resume import (RESUME_FILE, StopSignals, changed_options, ignore_stop_signals, load_resume_point,
+from training.resume import (RESUME_FILE, StopSignals, changed_options, ignore_stop_signals, load_resume_point,
                          plain_options, restore_rng_state, rng_state, save_resume_point)
 from util.runtime import make_deterministic, resolve_device, save_options, seed_everything, wants_cuda
-from util.visualizer import Visualizer
+from training.visualizer import Visualizer
 
 #: Images whose ab range sums to less than this (Lab units) are dropped as grayscale (the original's 5).
 AB_THRESH = 5.0

@@ -40,7 +40,7 @@ corrected (default)
     validation top-1 (best_epoch, best_val_top1), <layer>_last.pth the last one; keys mean, std,
     linear.weight, linear.bias.
 
-fork: the JPatrick9793 fork's procedure, reproduced for comparison (reference spec section 7)
+fork: the JPatrick9793 fork's procedure, reproduced for comparison
   * Features pooled by avg_pool2d(kernel = stride = 32, 16, 16, 8, 8) and then bilinearly
     upsampled (align_corners) to the same grids, so at 176 px they carry 5x5, 5x5, 2x2, 2x2, 2x2
     independent values per channel; crops must be >= 64 px.
@@ -96,7 +96,8 @@ from data.datasets import (ImageFolderDataset, SkipLog, SkippedImage, collate_sk
 from data.samplers import RandomSubsetSampler
 from data.transforms import center_crop_transform, train_transform
 from models import load_generator, probes
-from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, atomic_write_text
+from util.checkpoint import CheckpointError, atomic_torch_save
+from util.fileio import atomic_savefig, atomic_write_text
 from util.runtime import resolve_device, save_options, seed_everything
 
 METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")

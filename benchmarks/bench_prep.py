@@ -12,8 +12,8 @@ device -> normalised Lab, the grayscale filter and the random hints
   sweep  exactly --num_points hints per image (500: the sweep's top level is 501), 6 x 6 patches,
          no filter (test_sweep.py's settings)
 
-The baseline, ``loop_colorization_data``, is the original algorithm written plainly (reference
-spec sections 3.5 and 4), on tensors on the same device with numpy's RNG, as the original's
+The baseline, ``loop_colorization_data``, is the original algorithm written plainly (the
+original's util/util.py), on tensors on the same device with numpy's RNG, as the original's
 add_color_patches_rand_gt: per image, a Bernoulli(1 - p) draw before each point decides whether
 another one follows (or exactly num_points points), the patch size is drawn from sample_Ps, the
 top-left corner from a normal clipped to the image, and the patch is painted with its mean

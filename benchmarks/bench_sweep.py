@@ -3,8 +3,8 @@
     python benchmarks/bench_sweep.py                                  # 256 px, 4 images, CUDA if present
     python benchmarks/bench_sweep.py --device cpu --size 64 --batches 3
 
-Both modes do test_sweep.py's work per image: draw the 26 hinted copies (util.sweep.sweep_hints),
-run the generator and compute the uint8 PSNRs (util.sweep.batch_psnr). ``batched`` puts the copies
+Both modes do test_sweep.py's work per image: draw the 26 hinted copies (evaluation.sweep.sweep_hints),
+run the generator and compute the uint8 PSNRs (evaluation.sweep.batch_psnr). ``batched`` puts the copies
 of --batch_size images through the network together (26 x batch_size rows per forward pass, what
 test_sweep.py does); ``one_level`` runs one copy per forward pass. The hints come from the same
 seeded generator in both, so the PSNRs must agree up to the summation order of the kernels
@@ -37,7 +37,7 @@ from models.networks import define_G  # noqa: E402
 from test_sweep import SweepOptions  # noqa: E402
 from util.checkpoint import save_network  # noqa: E402
 from util.hints import ColorizationBatch, cat_batches  # noqa: E402
-from util.sweep import SWEEP_NUM_POINTS, batch_psnr, cap_psnr, sweep_hints  # noqa: E402
+from evaluation.sweep import SWEEP_NUM_POINTS, batch_psnr, cap_psnr, sweep_hints  # noqa: E402
 
 
 def level(batch: ColorizationBatch, i: int) -> ColorizationBatch:

@@ -12,7 +12,7 @@ _INTERPOLATIONS = (InterpolationMode.LANCZOS, InterpolationMode.BILINEAR, Interp
 
 
 def train_transform(load_size: int = 256, fine_size: int = 176) -> T.Compose:
-    """Spec 5.6 item 1: one of 6 resizes (shorter side to load_size keeping aspect, or squashed to
+    """The original's training transform: one of 6 resizes (shorter side to load_size keeping aspect, or squashed to
     load_size x load_size; Lanczos, bilinear or bicubic), one of 3 RandomResizedCrop(fine_size)
     (scale 0.08-1, ratio 3/4-4/3, same 3 interpolations), a horizontal flip, then uint8."""
     resizes = [T.Resize(load_size, interpolation=i) for i in _INTERPOLATIONS]

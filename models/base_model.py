@@ -10,8 +10,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from models.networks import get_scheduler
-from util.checkpoint import (CheckpointError, apply_state_dict, atomic_link, cpu_state_dict, load_network,
-                              save_network)
+from util.checkpoint import CheckpointError, apply_state_dict, cpu_state_dict, link_checked, load_network, save_network
 from util.distributed import DistInfo
 from util.perf import FirstCallFallback, maybe_compile
 from util.runtime import first_line
@@ -20,7 +19,7 @@ T = TypeVar("T")
 
 
 class LossSmoother:
-    """The original's display smoothing of losses (spec section 5.5), with each name counted once.
+    """The original's display smoothing of losses (its BaseModel.get_current_losses), with each name counted once.
 
     Per call: S <- value + alpha * S, reported = (1 - alpha) / (1 - alpha^k) * S, k = calls so far
     (a bias-corrected exponential moving average over print events).
@@ -135,7 +134,7 @@ class BaseModel:
         these same weights (e.g. "latest"), to hard-link instead of serialising them again."""
         path = self.checkpoint_path(which_epoch)
         if same_as is not None:
-            atomic_link(self.checkpoint_path(same_as), path)
+            link_checked(self.checkpoint_path(same_as), path)
         else:
             save_network(self.netG, path)
         return path

@@ -75,7 +75,7 @@ class SIGGRAPHGenerator(nn.Module):
         self.output_nc = output_nc
         self.classification = classification
 
-        # Registration order fixes the state_dict order (spec section 1.7): keep it.
+        # Registration order fixes the state_dict order (that of the official weights): keep it.
         self.model1 = _conv_block(input_nc, 64, 2, norm_layer)
         self.model2 = _conv_block(64, 128, 2, norm_layer)
         self.model3 = _conv_block(128, 256, 3, norm_layer)
@@ -155,7 +155,7 @@ def define_G(input_nc: int = 4, norm: str = "batch", init_type: str = "normal", 
 
 
 def lambda_rule_factor(epoch: int, epoch_count: int, niter: int, niter_decay: int) -> float:
-    """LR factor of the 'lambda' policy after ``epoch`` scheduler steps (spec section 5.4).
+    """LR factor of the 'lambda' policy after ``epoch`` scheduler steps (the original's networks.get_scheduler).
 
     1 - max(0, epoch + 1 + epoch_count - niter) / (niter_decay + 1): constant for niter epochs,
     then a linear decay over niter_decay epochs (never reaching 0 while training).

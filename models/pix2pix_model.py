@@ -2,7 +2,7 @@
 
 The name follows the original (its model class lived in ``models/pix2pix_model.py``).
 
-Loss (spec section 5.2, plus the fork's saturation term):
+Loss (the original's Pix2PixModel.compute_losses_G, plus the fork's saturation term):
     loss_G = G_CE * lambda_A + G_L1_reg + lambda_sat * S_reg
     G_CE     cross-entropy of the 529-class logits against the quantised ground truth, taken at the
              top-left pixel of each 4 x 4 cell; mean over N * H/4 * W/4.
@@ -57,7 +57,7 @@ class Pix2PixModel(BaseModel):
     get_current_losses() for logging, get_current_visuals() for pages.
     """
 
-    # The original's logged metrics (spec 5.2) with G_entr once, then our total and S_reg.
+    # The original's logged metrics (its compute_losses_G) with G_entr once, then our total and S_reg.
     loss_names = ["G_CE", "G_entr", "G_entr_hint", "G_L1_max", "G_L1_mean", "G_L1_reg",
                   "G_fake_real", "G_fake_hint", "G_real_hint", "0", "S_reg", "G"]
     visual_names = ["gray", "real", "fake_max", "fake_mean", "fake_reg", "hint", "real_ab", "fake_ab_max",
@@ -112,7 +112,7 @@ class Pix2PixModel(BaseModel):
 
     @torch.no_grad()
     def _derived(self) -> None:
-        """The decoded and entropy maps of spec 1.5, upsampled x4 (nearest) to full resolution."""
+        """The decoded and entropy maps of the original's Pix2PixModel.forward, upsampled x4 (nearest) to full resolution."""
         up = lambda x: F.interpolate(x, scale_factor=4, mode="nearest")  # noqa: E731
         logits = self.fake_B_class.float()
         self.fake_B_dec_max = up(decode_max_ab(logits, **self._ab_kw()))
@@ -122,7 +122,7 @@ class Pix2PixModel(BaseModel):
         self.fake_B_entr = up(entropy)  # nats, max ln 529
 
     def compute_losses(self) -> Tensor:
-        """All metrics of spec 5.2 (+ S_reg and G) into self.losses; returns the trained loss G."""
+        """All metrics of the original's compute_losses_G (+ S_reg and G) into self.losses; returns the trained loss G."""
         m = self.mask_B_nc
         mask_avg = m.mean() + 1e-6
         real_B = self.real_B
@@ -197,7 +197,7 @@ class Pix2PixModel(BaseModel):
 
     @torch.no_grad()
     def get_current_visuals(self) -> "OrderedDict[str, Tensor]":
-        """The 13 training visuals (spec 5.6 item 7), RGB N x 3 x H x W, >= 0 (clip to [0, 1] to show)."""
+        """The 13 training visuals of the original's get_current_visuals, RGB N x 3 x H x W, >= 0 (clip to [0, 1] to show)."""
         L, zeros_L = self.real_A, torch.zeros_like(self.real_A)
         fake_reg = self.fake_B_reg.float()
         visuals = OrderedDict()

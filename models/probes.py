@@ -9,9 +9,9 @@ Pieces used by ``train_linear_classifiers.py`` (and its tests and benchmark):
   hooks, so torch.compile traces it as one plain graph.
 * :class:`TrunkRunner`: how the probes call a FrozenTrunk under --amp, --channels_last and
   --compile (util/perf.py); the block outputs always come back in float32.
-* :func:`backbone_inputs`: uint8 RGB -> the network's inputs without hints (spec section 7.1):
+* :func:`backbone_inputs`: uint8 RGB -> the network's inputs without hints (the fork's train_linear_classifiers.py):
   L normalised, hint ab all 0, mask all ``-mask_cent``, and the grayscale filter (ab_thresh 5).
-* Pooling: :func:`pool_fork` (the fork's avg-pool then bilinear upsampling, spec section 7.2) and
+* Pooling: :func:`pool_fork` (the fork's avg-pool then bilinear upsampling, its reshape_activation_outputs) and
   :func:`pool_corrected` (adaptive average pooling straight to the same grids).
 * Heads: :func:`fork_head` (Linear + Softmax, state_dict keys ``0.weight``/``0.bias``) and
   :class:`LinearProbe` (standardisation with fixed train statistics, then Linear; logits).
@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 from data.datasets import SkipLog, SkippedImage
 from data.samplers import call_seeded, item_seed
 from models.networks import subsample
-from util.checkpoint import CheckpointError, atomic_savefig, atomic_torch_save, load_tensor_file
+from util.checkpoint import CheckpointError, atomic_torch_save, load_tensor_file
+from util.fileio import atomic_savefig
 from util.hints import get_colorization_data
 from util.perf import FirstCallFallback, amp_dtype, call_with_flags, maybe_compile
 
@@ -57,7 +58,7 @@ GRIDS: Dict[str, Tuple[int, int]] = {"conv1": (12, 12), "conv2": (9, 8), "conv3"
 #: The fork's average-pooling kernel (= stride) per layer, applied before upsampling to GRIDS.
 FORK_POOL_KERNEL: Dict[str, int] = {"conv1": 32, "conv2": 16, "conv3": 16, "conv4": 8, "conv5": 8}
 
-#: The grayscale filter of the probes (spec section 7.1: get_colorization_data's default 5).
+#: The grayscale filter of the probes (get_colorization_data's default 5, as the fork).
 AB_THRESH = 5.0
 #: Bump when the extraction or the cache layout changes, to invalidate old cache files.
 CACHE_VERSION = 2  # 2: the unreadable files' names and reasons are cached
@@ -183,7 +184,7 @@ def backbone_inputs(images: Tensor, mask_cent: float, ab_thresh: float = AB_THRE
 # ----------------------------------------------------------------------------------------------
 
 def pool_fork(activation: Tensor, layer: str) -> Tensor:
-    """The fork's features (spec section 7.2): avg_pool2d(kernel = stride = k), then bilinear
+    """The fork's features (its reshape_activation_outputs): avg_pool2d(kernel = stride = k), then bilinear
     interpolation (align_corners=True) to the fixed grid, flattened in C x h x w order.
 
     activation: N x C x H x W block output. Returns N x feature_dim(layer). At a 176 px crop the
@@ -230,7 +231,7 @@ def fork_head(dim: int, num_classes: int) -> nn.Sequential:
     """The fork's probe: Linear(dim, num_classes) then Softmax (state_dict keys 0.weight, 0.bias).
 
     Its output is a probability vector, which the fork then feeds to CrossEntropyLoss (a double
-    softmax); see spec section 7.3.
+    softmax), as in the fork's train_linear_classifiers.py.
     """
     return nn.Sequential(nn.Linear(dim, num_classes), nn.Softmax(dim=-1))
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The SIGGRAPH17 training recipe in 4 phases (Zhang et al. 2017; spec section 5.7):
+# The SIGGRAPH17 training recipe in 4 phases (Zhang et al. 2017; the original's scripts/train_siggraph.sh):
 #
 #   phase  name                   data            loss            hints (sample_p)  epochs  lr
 #   1      siggraph_class_small   DATAROOT_SMALL  classification  none (1.0)        100     1e-4

@@ -1,6 +1,6 @@
-"""models/adain.py against the facts of the AdaIN weight files and of stylize-datasets (spec §1).
+"""models/adain.py against the facts of the AdaIN weight files and of stylize-datasets.
 
-The tables below are copied from the spec (§1.2-1.4), not from the code under test.
+The tables below are written from the weight files' published layout, not from the code under test.
 """
 import io
 import math
@@ -20,7 +20,7 @@ from scripts.make_study_smoke_data import fake_adain_state_dicts
 from tests.helpers import TouchOnUnpickle
 from util.checkpoint import CheckpointError
 
-# spec §1.4: key -> shape, in file order (weight before bias, ascending child index)
+# the weight files' key -> shape, in file order (weight before bias, ascending child index)
 VGG_CONVS = [(0, 3, 3, 1), (2, 64, 3, 3), (5, 64, 64, 3), (9, 128, 64, 3), (12, 128, 128, 3), (16, 256, 128, 3),
              (19, 256, 256, 3), (22, 256, 256, 3), (25, 256, 256, 3), (29, 512, 256, 3), (32, 512, 512, 3),
              (35, 512, 512, 3), (38, 512, 512, 3), (42, 512, 512, 3), (45, 512, 512, 3), (48, 512, 512, 3),
@@ -39,7 +39,7 @@ def random_state(keys, seed):
 
 
 def reference_nets():
-    """The reference architecture written out from the spec's layer tables (§1.2, §1.3), with
+    """The reference architecture written out from the published layer tables, with
     Stylized-ImageNet's spelling of the upsampling: an independent construction."""
     def pad_conv(cin, cout):
         return [nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(cin, cout, (3, 3)), nn.ReLU()]
@@ -62,7 +62,7 @@ def reference_nets():
 
 
 def reference_stylize(vgg, decoder, content, style, alpha):
-    """stylize-datasets' computation (spec §1.6-1.7), written independently."""
+    """stylize-datasets' computation (function.py adaptive_instance_normalization, stylize.py style_transfer), written independently."""
     enc = nn.Sequential(*list(vgg.children())[:31])
     fc, fs = enc(content), enc(style)
 
@@ -88,7 +88,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory):
-    """Random-tensor files with exactly the spec's keys and shapes, in the zip format."""
+    """Random-tensor files with exactly the published keys and shapes, in the zip format."""
     root = tmp_path_factory.mktemp("adain_weights")
     torch.save(random_state(VGG_KEYS, 0), root / "vgg_normalised.pth")
     torch.save(random_state(DECODER_KEYS, 1), root / "decoder.pth")

@@ -89,7 +89,7 @@ def test_round_trip(photos):
         assert (lab2rgb(rgb2lab(t32)) - t32).abs().max() < 1e-4  # measured ~4e-7
     # On uniformly random colours (saturated, dark channels on the linear sRGB branch) the
     # float64 round trip is limited to ~1e-7 by the original's 8-digit XYZ->RGB matrix, which is
-    # not the exact inverse of the RGB->XYZ matrix (the spec keeps these digits on purpose).
+    # not the exact inverse of the RGB->XYZ matrix (the original keeps these digits).
     t = torch.from_numpy(random_rgb(seed=1))
     assert (lab2rgb(rgb2lab(t)) - t).abs().max() < 2e-7
     assert (lab2rgb(rgb2lab(t.float())) - t.float()).abs().max() < 1e-4
@@ -174,7 +174,7 @@ def test_gradcheck_away_from_kinks():
 
 
 # ----------------------------------------------------------------------------------------------
-# quantisation (spec sections 3.4 and 11)
+# quantisation (the original's util/util.py encode_ab_ind, decode_ind_ab)
 # ----------------------------------------------------------------------------------------------
 def _centre_grid():
     """All 529 bin centres as normalised ab, 1 x 2 x 1 x 529, in q = a * 23 + b order."""
@@ -198,7 +198,7 @@ def test_encode_decode_grid():
 
 
 def test_decode_max_ab_floor_division():
-    # spec section 11 check 11: q = (0, 22, 23, 264) are bins (0,0), (0,22), (1,0), (11,11)
+    # q = (0, 22, 23, 264) are bins (0,0), (0,22), (1,0), (11,11)
     logits = torch.zeros(1, 529, 1, 4)
     for i, q in enumerate((0, 22, 23, 264)):
         logits[0, q, 0, i] = 1.0

@@ -1,4 +1,4 @@
-"""Tests of colorize.py and util/colorize.py on tiny images (CPU).
+"""Tests of colorize.py and inference/colorize.py on tiny images (CPU).
 
 The generator is a seeded define_G() whose output layer is scaled up so that it predicts clearly
 non-zero, spatially varying ab (a fresh init predicts ab ~ 1e-3, which would hide pipeline bugs).
@@ -18,7 +18,7 @@ from data.datasets import load_rgb
 from models.networks import SIGGRAPHGenerator, define_G
 from util.checkpoint import load_network, save_network
 from util.color import lab_norm2rgb, rgb2lab, rgb2lab_norm
-from util.colorize import Hint, HintError, hints_from_json, network_size, parse_hint
+from inference.colorize import Hint, HintError, hints_from_json, network_size, parse_hint
 from util.image import to_uint8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

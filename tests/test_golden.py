@@ -163,7 +163,7 @@ def test_losses_match_original(golden, runs, cls, mode):
 
 
 def independent_losses(out_class, out_reg, real_B, hint_B, mask, lambda_A=1.0):
-    """Spec section 5.2 computed from scratch in float64 numpy from the model's raw outputs."""
+    """The original's compute_losses_G computed from scratch in float64 numpy from the model's raw outputs."""
     logits = out_class.double().numpy()
     reg = out_reg.double().numpy()
     real = real_B.double().numpy()

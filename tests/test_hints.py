@@ -1,4 +1,4 @@
-"""util/hints.py: the random colour-hint sampler and the grayscale filter (spec sections 3.5, 4).
+"""util/hints.py: the random colour-hint sampler and the grayscale filter (the original's util/util.py).
 
 Statistical tests use fixed generator seeds (so they are deterministic) and tolerances of 5
 standard errors of the sampling distribution, computed in each test.
@@ -109,7 +109,7 @@ def test_patch_sizes_uniform():
 
 
 def _placement_distribution(length, patch, samp):
-    """Exact distribution of the top-left coordinate along an axis of the given length (spec 4):
+    """Exact distribution of the top-left coordinate along an axis of the given length (add_color_patches_rand_gt):
     normal: floor(clip(N(S/2, S/4), 0, S-1)) with S = length - patch + 1; uniform over 0..S-1."""
     s = length - patch + 1
     if samp == "uniform":

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import make_coco_dataset as mk
-from data.coco import class_folder, label_images, load_instances
+from dataset_builders.coco import class_folder, label_images, load_instances
 from data.datasets import ImageFolderDataset
 from data.transforms import eval_transform
 from scripts.make_study_smoke_data import write_fake_coco

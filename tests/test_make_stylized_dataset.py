@@ -10,7 +10,7 @@ from PIL import Image
 import make_stylized_dataset as mk
 from models.adain import AdaIN, build_decoder, build_vgg_normalised, to_uint8_rounded
 from scripts.make_study_smoke_data import write_fake_adain_weights
-from util.stylize import assign_styles, choose_styles, find_files, output_name
+from dataset_builders.stylize import assign_styles, choose_styles, find_files, output_name
 
 
 def photo(w, h, seed, mode="RGB"):

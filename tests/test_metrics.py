@@ -17,7 +17,7 @@ def random_images(n=2, size=16, seed=0):
     return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-# -- PSNR (spec 3.3 and 11 check 16) -----------------------------------------------------------
+# -- PSNR (the original's util.calculate_psnr_np) -----------------------------------------------------------
 def test_to_uint8_truncates_as_the_original():
     values = torch.tensor([0.999, 1.2, -0.1, 0.5]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
     assert to_uint8(values)[0, 0, :, 0].tolist() == [254, 255, 0, 127]

@@ -17,7 +17,7 @@ skimage_color = pytest.importorskip("skimage.color")
 
 VISUALS = ["gray", "real", "fake_max", "fake_mean", "fake_reg", "hint", "real_ab", "fake_ab_max", "fake_ab_mean",
            "fake_ab_reg", "mask", "hint_ab", "fake_entr"]
-# The original's logged names (spec 5.2) without its duplicate G_entr.
+# The original's logged names (compute_losses_G) without its duplicate G_entr.
 ORIGINAL_NAMES = ["G_CE", "G_entr", "G_entr_hint", "G_L1_max", "G_L1_mean", "G_L1_reg", "G_fake_real",
                   "G_fake_hint", "G_real_hint", "0"]
 
@@ -72,7 +72,7 @@ def test_visuals():
 
 
 # ----------------------------------------------------------------------------------------------
-# loss names and smoothing (spec 5.5, section 11 check 15)
+# loss names and smoothing (the original's BaseModel.get_current_losses)
 # ----------------------------------------------------------------------------------------------
 def test_loss_names():
     names = Pix2PixModel.loss_names

@@ -1,7 +1,7 @@
 """models/networks.py and util/checkpoint.py: architecture, state_dict, gradient routing,
 initialisation, learning-rate schedules and weight files.
 
-The expected state_dict is hard-coded from the reference specification (section 1.7): the key
+The expected state_dict is hard-coded from the official SIGGRAPH17 weight file's listing: the key
 names, their order and shapes must match the original so that official weights load.
 """
 import os
@@ -16,7 +16,7 @@ from models.networks import define_G, get_norm_layer, get_scheduler, init_weight
 from util.checkpoint import CheckpointError, load_network, save_network
 
 
-# Spec section 1.7, all 107 entries, written out in full (the order is the order torch lists them).
+# The official weights' state_dict, all 107 entries, written out in full (the order is the order torch lists them).
 EXPECTED_STATE = [
     ("model1.0.weight", (64, 4, 3, 3)), ("model1.0.bias", (64,)),
     ("model1.2.weight", (64, 64, 3, 3)), ("model1.2.bias", (64,)),
@@ -147,7 +147,7 @@ def test_instance_norm_net():
 
 
 # ----------------------------------------------------------------------------------------------
-# gradient routing (spec section 1.4)
+# gradient routing (the original's SIGGRAPHGenerator.forward)
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("classification", [True, False])
 def test_gradient_routing(classification):
@@ -257,7 +257,7 @@ def test_init_unknown_type_raises():
 
 
 # ----------------------------------------------------------------------------------------------
-# learning-rate schedules (spec section 5.4)
+# learning-rate schedules (the original's networks.get_scheduler)
 # ----------------------------------------------------------------------------------------------
 def test_lambda_rule_values():
     f = [lambda_rule_factor(e, 0, 100, 100) for e in range(200)]

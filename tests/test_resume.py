@@ -16,8 +16,8 @@ import util.checkpoint
 import util.hints
 from scripts import crash_test
 from tests.helpers import poison, tiny_train_args
-from util.resume import RESUME_FILE
-from util.visualizer import Visualizer
+from training.resume import RESUME_FILE
+from training.visualizer import Visualizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -24,6 +24,7 @@ import compare_models
 import test_sweep
 import train_linear_classifiers as tlc
 import util.checkpoint
+import util.fileio
 from models.networks import define_G
 from tests.bad_images import gradient
 from tests.helpers import load_test_script, poison
@@ -260,7 +261,7 @@ def test_full_disk_is_one_line_and_keeps_earlier_results(earlier, script, capsys
     main, args, folder = earlier[script]
     before = snapshot(folder)
     capsys.readouterr()
-    monkeypatch.setattr(util.checkpoint.os, "fsync", no_space)
+    monkeypatch.setattr(util.fileio.os, "fsync", no_space)
     assert main(args + (["--seed", "1"] if script != "compare_models.py" else [])) == 1
     err = capsys.readouterr().err
     assert one_line(err).startswith("error: cannot write ") and f" {folder}: " in err, err
@@ -298,7 +299,7 @@ def test_test_sweep_py_checks_the_results_folder_before_sweeping(earlier, capsys
     def never(*a, **k):
         raise AssertionError("swept although the results could not be written")
 
-    monkeypatch.setattr(util.checkpoint.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(util.fileio.tempfile, "TemporaryFile", refused)
     monkeypatch.setattr(test_sweep, "run_sweep", never)
     capsys.readouterr()
     assert test_sweep.main(args) == 1
@@ -318,7 +319,7 @@ def test_colorize_full_disk_keeps_the_earlier_output(env, tmp_path, capsys, monk
     assert colorize.main(["-i", str(root / "val"), "-o", str(folder), *args]) == 0
     before, before_folder = out.read_bytes(), snapshot(folder)
     capsys.readouterr()
-    monkeypatch.setattr(util.checkpoint.os, "fsync", no_space)
+    monkeypatch.setattr(util.fileio.os, "fsync", no_space)
     assert colorize.main(["-i", str(root / "val" / "1.png"), "-o", str(out), *args]) == 1
     assert one_line(capsys.readouterr().err) == f"error: {out}: cannot write ([Errno 28] No space left on device)"
     assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["folder", "o.png"]  # no temporary file

@@ -33,7 +33,7 @@ from util.color import lab_norm2rgb
 from util.hints import get_colorization_data
 from util.image import to_uint8
 from util.metrics import psnr_uint8
-from util.sweep import SWEEP_NUM_POINTS, sweep_hints
+from evaluation.sweep import SWEEP_NUM_POINTS, sweep_hints
 
 #: |amp - fp32| bounds per test.py metric (at least 10x the differences measured, see above).
 AMP_TOL = {"psnr": 5e-3, "ssim": 1e-3, "colorfulness": 0.02, "saturation": 1e-3, "colorfulness_real": 0,

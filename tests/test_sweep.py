@@ -1,4 +1,4 @@
-"""test_sweep.py and util/sweep.py: the 26 hint levels, batching, outputs, determinism (CPU, 32 px)."""
+"""test_sweep.py and evaluation/sweep.py: the 26 hint levels, batching, outputs, determinism (CPU, 32 px)."""
 import csv
 import json
 import os
@@ -18,7 +18,7 @@ from util.checkpoint import save_network
 from util.hints import ColorizationBatch
 from util.image import to_uint8
 from util.metrics import psnr_uint8
-from util.sweep import (PSNR_CAP_DB, REFERENCE_NPY, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, load_reference,
+from evaluation.sweep import (PSNR_CAP_DB, REFERENCE_NPY, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, load_reference,
                         plot_sweep, read_csv, summarize, sweep_hints)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +66,7 @@ def test_num_points_are_the_26_levels_of_the_paper():
     assert SWEEP_NUM_POINTS == LEVELS and len(LEVELS) == 26
 
 
-def test_reference_csv_matches_the_npy_and_the_spec_table():
+def test_reference_csv_matches_the_npy_and_the_published_curve():
     assert REFERENCE_NPY == os.path.join(REPO, "resources", "psnrs_siggraph.npy")  # shipped, not /work/shared
     psnrs = np.load(REFERENCE_NPY)
     assert psnrs.shape == (1000, 26) and np.isfinite(psnrs).all()
@@ -74,7 +74,7 @@ def test_reference_csv_matches_the_npy_and_the_spec_table():
     assert points == LEVELS
     np.testing.assert_allclose(mean, psnrs.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(se, psnrs.std(axis=0, ddof=1) / np.sqrt(1000), atol=1e-6)
-    assert abs(mean[0] - 24.435) < 1e-3 and abs(mean[-1] - 32.139) < 1e-3  # spec 8.3
+    assert abs(mean[0] - 24.435) < 1e-3 and abs(mean[-1] - 32.139) < 1e-3  # the reference curve's first and last points
     assert abs(se[0] - 0.142) < 1e-3 and abs(se[-1] - 0.139) < 1e-3
     ref_points, ref_mean, ref_se = load_reference()
     assert ref_points == LEVELS

@@ -1,1 +1,2 @@
-"""Colour conversion, hint sampling, checkpoints, logging and HTML helpers."""
+"""The ground floor: colour, hints, atomic file writing, weight files, metrics, images, HTML,
+run-time plumbing, distributed helpers and speed flags. Imports nothing else of the project."""

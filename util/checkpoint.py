@@ -1,24 +1,22 @@
-"""Saving and loading generator weights.
+"""Saving and loading weight files and other torch files.
 
 Weight files are plain state_dicts with the original key names and no ``module.`` prefix, so the
 official SIGGRAPH17 files, the ideepcolor GUI and ours are interchangeable. Writes are atomic
-(temporary file in the same folder, fsync, rename), so an interrupted save leaves the previous file
-intact. Loading never unpickles code (``weights_only=True``) and reports problems in one line.
+(util.fileio), so an interrupted save leaves the previous file intact. Loading never unpickles
+code (``weights_only=True``) and reports problems in one line.
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import re
-import shutil
-import tempfile
 from collections import OrderedDict
 from typing import Mapping
 
 import torch
 from torch import nn
 
+from util.fileio import atomic_link, atomic_write
 from util.runtime import first_line
 
 try:
@@ -45,41 +43,8 @@ def unwrap(net: nn.Module) -> nn.Module:
             return net
 
 
-def _atomic_write(path: str, write, durable: bool = True) -> None:
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, fsync, then rename it over
-    ``path``: readers see the old file or the new one, never a partial one. durable=False skips
-    the fsync (safe against a killed process, not against a power cut) for bulk outputs."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:  # already renamed, or the folder became read-only: report the first error
-            pass
-        raise
-
-
-def check_writable(folder: str) -> None:
-    """Create ``folder`` if needed and check that a file can be created in it (the file is
-    removed again); raises OSError otherwise. For scripts that write their results only at the
-    end of a long run."""
-    os.makedirs(folder, exist_ok=True)
-    tempfile.TemporaryFile(dir=folder).close()
-
-
 def atomic_torch_save(obj, path: str, checksums: bool = True) -> None:
-    """torch.save ``obj`` to ``path`` atomically (see _atomic_write).
+    """torch.save ``obj`` to ``path`` atomically (util.fileio.atomic_write).
 
     checksums=False skips the zip records' CRC-32 where torch can (torch.utils.serialization
     config, torch >= 2.6): that is half the time of writing a large file; the atomic write
@@ -88,31 +53,13 @@ def atomic_torch_save(obj, path: str, checksums: bool = True) -> None:
     """
     config = getattr(_serialization_config, "save", None)
     if checksums or config is None or not hasattr(config, "compute_crc32"):
-        _atomic_write(path, lambda f: torch.save(obj, f))
+        atomic_write(path, lambda f: torch.save(obj, f))
         return
     previous, config.compute_crc32 = config.compute_crc32, False
     try:
-        _atomic_write(path, lambda f: torch.save(obj, f))
+        atomic_write(path, lambda f: torch.save(obj, f))
     finally:
         config.compute_crc32 = previous
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write a text file (UTF-8) atomically: results and reports are never left half-written."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically (see _atomic_write)."""
-    _atomic_write(path, lambda f: f.write(data), durable)
-
-
-def atomic_savefig(fig, path: str, **kwargs) -> str:
-    """Save a matplotlib Figure atomically (format from the extension, e.g. .png). Returns ``path``."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=os.path.splitext(path)[1].lstrip(".").lower() or "png", **kwargs)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def _cannot_save(path: str, e: OSError) -> "CheckpointError":
@@ -120,22 +67,11 @@ def _cannot_save(path: str, e: OSError) -> "CheckpointError":
     return CheckpointError(f"{path}: cannot save ({e.strerror or str(e) or type(e).__name__})")
 
 
-def atomic_link(source: str, path: str) -> None:
-    """Make ``path`` a second name (hard link) of the finished file ``source``, atomically (a
-    temporary link beside ``path`` renamed over it), copying the bytes where the file system has
-    no hard links. Replacing ``source`` later (atomically, i.e. with a new file) leaves ``path``
-    as it is. CheckpointError (one line) on failure."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.link.tmp")
+def link_checked(source: str, path: str) -> None:
+    """util.fileio.atomic_link (``path`` becomes a second name of the finished file ``source``),
+    with any failure as a one-line CheckpointError."""
     try:
-        try:
-            os.link(source, tmp)
-            os.replace(tmp, path)
-        except OSError:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            with open(source, "rb") as f:
-                _atomic_write(path, lambda out: shutil.copyfileobj(f, out, 1 << 24))
+        atomic_link(source, path)
     except OSError as e:
         raise _cannot_save(path, e) from None
 

@@ -150,7 +150,7 @@ def decode_ind_ab(q: Tensor, ab_norm: float = 110.0, ab_max: float = 110.0, ab_q
     """Class indices N x 1 x H x W -> normalised ab N x 2 x H x W of the bin centres.
 
     Uses floor division (a = q // 23, b = q % 23); the original's true division on modern torch
-    is a bug (spec section 3.4) that this fixes.
+    is a bug (in its util/util.py decode_ind_ab) that this fixes.
     """
     n_bins = num_ab_bins(ab_max, ab_quant)
     q = q.long()

@@ -1,7 +1,7 @@
 """Training/evaluation batches: Lab split, grayscale filter and random colour hints.
 
 This is the vectorised, device-side equivalent of the original ``get_colorization_data`` and
-``add_color_patches_rand_gt`` (spec sections 3.5 and 4). Everything runs on the batch's device
+``add_color_patches_rand_gt`` (the original's util/util.py). Everything runs on the batch's device
 with no Python loop over images or points; randomness comes from a ``torch.Generator`` so a run
 is reproducible from its seed.
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import dominate
 from dominate.tags import a, br, h3, img, meta, p, table, td, tr
 
-from util.checkpoint import atomic_write_text
+from util.fileio import atomic_write_text
 
 
 class HTML:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from util.checkpoint import atomic_write_bytes
+from util.fileio import atomic_write_bytes
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -10,6 +10,8 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from util.fileio import atomic_write_text
+
 
 def resolve_device(gpu_ids: Optional[str]) -> torch.device:
     """Turn --gpu_ids into a device.
@@ -94,8 +96,6 @@ def format_options(opt: argparse.Namespace, parser: Optional[argparse.ArgumentPa
 def save_options(opt: argparse.Namespace, parser: Optional[argparse.ArgumentParser], folder: str,
                  filename: str = "opt.txt") -> str:
     """Write the option listing to <folder>/<filename> (atomically) and return its text."""
-    from util.checkpoint import atomic_write_text
-
     text = format_options(opt, parser)
     atomic_write_text(os.path.join(folder, filename), text + "\n")
     return text

@@ -1,4 +1,4 @@
-"""PSNR against the number of colour hints (the paper's Figure 6; spec section 8.2).
+"""PSNR against the number of colour hints (the paper's Figure 6; the original's test_sweep.py).
 
 The sweep colorizes each image at 26 hint counts (``SWEEP_NUM_POINTS``), each hint a P x P patch
 (6 x 6 in the paper) filled with the patch-mean ground-truth ab, and records the PSNR of the
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from util.checkpoint import atomic_savefig, atomic_write_text
+from util.fileio import atomic_savefig, atomic_write_text
 from util.color import lab_norm2rgb
 from util.hints import ColorizationBatch, get_colorization_data
 from util.image import to_uint8

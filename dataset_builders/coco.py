@@ -2,7 +2,7 @@
 
 Reads ``instances_{train,val}2017.json`` (fields: images[].id/file_name, annotations[].image_id/
 category_id/area/iscrowd, categories[].id/name; everything else is ignored) and labels each image
-with ONE category by this rule (rule A of the spec, largest total mask area):
+with ONE category by this rule (largest total mask area):
 
   for each category, add up the ``area`` (segmentation mask area in pixels, not the bbox's) of the
   image's annotations with ``iscrowd == 0`` (with ``include_crowd`` the crowd regions count too);

@@ -9,7 +9,7 @@ from typing import Dict, Mapping
 
 import torch
 
-from util.checkpoint import atomic_write_text
+from util.fileio import atomic_write_text
 from util.html import HTML
 from util.image import save_image, tensor2im
 

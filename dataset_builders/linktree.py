@@ -10,8 +10,9 @@ only ever read.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Dict, List, Optional, Tuple
+
+from util.fileio import atomic_copy, atomic_symlink_folder, atomic_write_text, is_temporary
 
 
 class LayoutError(Exception):
@@ -133,8 +134,8 @@ class Plan:
 
     @staticmethod
     def _is_leftover(name: str) -> bool:
-        """A temporary file of an interrupted copy (removed by apply)."""
-        return name.startswith(".") and ".partial-" in name
+        """A temporary of an interrupted copy or link folder (removed by apply)."""
+        return is_temporary(name)
 
     @staticmethod
     def _link_problem(path: str, target: str) -> Optional[str]:
@@ -158,12 +159,12 @@ class Plan:
             if os.path.isdir(d):
                 for name in os.listdir(d):
                     if self._is_leftover(name):
-                        os.unlink(os.path.join(d, name))
+                        _remove_leftover(os.path.join(d, name))
         for path, links, _hint in self.link_dirs:
             if os.path.lexists(path):
                 self.present += len(links)
             else:
-                self._make_link_dir(path, links)
+                atomic_symlink_folder(path, links)
                 self.created += len(links)
         for entry in self.links:
             path, target = entry[0], entry[1]
@@ -177,45 +178,21 @@ class Plan:
             if os.path.lexists(path):
                 self.present += 1
             else:
-                self._copy(source, path)
+                atomic_copy(source, path, durable=False)  # bulk copies: no fsync each
                 self.created += 1
         for path, text in self.texts:
             if os.path.lexists(path):
                 self.present += 1
             else:
-                # imported here: util.checkpoint imports torch, which the symlink-only tools never need
-                from util.checkpoint import atomic_write_text
-
                 atomic_write_text(path, text)
                 self.created += 1
 
-    @staticmethod
-    def _copy(source: str, path: str) -> None:
-        """Copy with metadata through a hidden temporary file, so no partial copy is ever visible."""
-        folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, ".%s.partial-%d" % (name, os.getpid()))
-        try:
-            shutil.copy2(source, tmp)
-            os.rename(tmp, path)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
 
-    @staticmethod
-    def _make_link_dir(path: str, links: Dict[str, str]) -> None:
-        """Create a directory of symlinks atomically: an interrupted run leaves no partial one."""
-        parent, base = os.path.split(path)
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, ".%s.partial-%d" % (base, os.getpid()))
-        os.mkdir(tmp)
-        try:
-            for name, target in sorted(links.items()):
-                os.symlink(target, os.path.join(tmp, name))
-            os.rename(tmp, path)
-        except BaseException:
-            for name in os.listdir(tmp):
-                os.unlink(os.path.join(tmp, name))
-            os.rmdir(tmp)
-            raise
+def _remove_leftover(path: str) -> None:
+    """Remove a temporary file, or a temporary folder of symlinks, left by a killed run."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+    else:
+        os.unlink(path)

@@ -63,7 +63,7 @@ from tqdm import tqdm
 
 from data.datasets import UnreadableImageError, load_rgb
 from models.adain import MIN_SIDE, AdaIN, to_uint8_rounded
-from util.checkpoint import atomic_write_text
+from util.fileio import atomic_write_text, remove_stale_temporaries
 from util.image import save_pil_atomic
 
 DEFAULT_EXTENSIONS = ("png", "jpeg", "jpg")
@@ -166,17 +166,6 @@ def save_atomic(image: torch.Tensor, path: str) -> None:
     (No fsync: a dataset of 100k images would wait on the disk for each; a power cut can still
     leave an empty file, which counts as not done.)"""
     save_pil_atomic(Image.fromarray(image.permute(1, 2, 0).numpy()), path, durable=False)
-
-
-def remove_stale_temporaries(folders) -> None:
-    """Delete the temporary outputs (``.<output name>.<random>.tmp``) that a killed run left in
-    ``folders`` (one listing per folder)."""
-    for folder in folders:
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(folder):
-                if (entry.name.startswith(".") and entry.name.endswith(".tmp") and "-stylized-" in entry.name
-                        and entry.is_file()):
-                    os.unlink(entry.path)
 
 
 @contextlib.contextmanager
@@ -352,6 +341,7 @@ def stylize_folder(model: AdaIN, device: torch.device, content_dir: str, style_d
             else:
                 todo.setdefault(content, []).append((style, path))
 
+    # the output folders hold only this tool's files: every temporary in them is a killed run's
     remove_stale_temporaries({os.path.dirname(path) for pairs in todo.values() for _, path in pairs})
     with torch.inference_mode(), no_decompression_bomb_limit():
         stats = _style_statistics(model, device, style_dir, sorted({s for pairs in todo.values() for s, _ in pairs},

@@ -1,0 +1,1 @@
+"""Evaluation protocols: PSNR against the number of hints (sweep.py)."""
