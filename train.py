@@ -39,6 +39,7 @@ from data.transforms import train_transform
 from models import create_model
 from options.train_options import TrainOptions
 from util.checkpoint import CheckpointError, unwrap
+from util.color import AB_THRESH
 from util.distributed import (DistInfo, any_flag, cleanup, gather_objects, init_distributed, mean_over_processes,
                               replicas_in_sync, sum_over_processes)
 from util.hints import get_colorization_data, sample_hint_geometry
@@ -46,10 +47,6 @@ from training.resume import (RESUME_FILE, StopSignals, changed_options, ignore_s
                          plain_options, restore_rng_state, rng_state, save_resume_point)
 from util.runtime import make_deterministic, resolve_device, save_options, seed_everything, wants_cuda
 from training.visualizer import Visualizer
-
-#: Images whose ab range sums to less than this (Lab units) are dropped as grayscale (the original's 5).
-AB_THRESH = 5.0
-
 
 def crossed(before: int, after: int, freq: int) -> bool:
     """Did a counter going from ``before`` to ``after`` pass a multiple of ``freq``?"""

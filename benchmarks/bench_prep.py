@@ -42,11 +42,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import benchmark_parser, compare, device_info, emit, paired_seconds  # noqa: E402
 from util.color import rgb2lab_norm  # noqa: E402
+from util.color import AB_THRESH  # noqa: E402
 from util.hints import (DEFAULT_SAMPLE_PS, ColorizationBatch, colorful_mask, get_colorization_data,  # noqa: E402
                         paint_hints, sample_hint_geometry)
 
-#: train.py's grayscale filter (Lab units); the sweep uses none.
-TRAIN_AB_THRESH = 5.0
 #: test_sweep.py's patch size.
 SWEEP_SAMPLE_PS = (6,)
 
@@ -134,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gen = torch.Generator(device=device).manual_seed(args.seed)
     rng = np.random.RandomState(args.seed)
     settings = {
-        "train": dict(ab_thresh=TRAIN_AB_THRESH, p=args.sample_p, num_points=None, sample_Ps=DEFAULT_SAMPLE_PS),
+        "train": dict(ab_thresh=AB_THRESH, p=args.sample_p, num_points=None, sample_Ps=DEFAULT_SAMPLE_PS),
         "sweep": dict(ab_thresh=0.0, p=1.0, num_points=args.num_points, sample_Ps=SWEEP_SAMPLE_PS),
     }
     lab = rgb2lab_norm(images.float() / 255)

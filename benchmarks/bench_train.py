@@ -52,6 +52,7 @@ from benchmarks.common import (TRAIN_STEP_FORWARDS, benchmark_parser, device_inf
                                forward_flops, ratio, significant, timed)
 from models import create_model  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
+from util.color import AB_THRESH  # noqa: E402
 from util.hints import get_colorization_data  # noqa: E402
 
 #: Configuration name -> train.py flags.
@@ -63,8 +64,6 @@ CONFIGS = {
     "compile": ["--compile"],
     "amp+channels_last+compile": ["--amp", "--channels_last", "--compile"],
 }
-#: The grayscale filter of train.py (Lab units).
-AB_THRESH = 5.0
 
 
 def rss_bytes() -> Optional[int]:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from util.fileio import atomic_savefig, atomic_write_text
-from util.color import lab_norm2rgb
+from util.color import AB_NORM, L_CENT, L_NORM, lab_norm2rgb
 from util.hints import ColorizationBatch, get_colorization_data
 from util.image import to_uint8
 from util.metrics import psnr_uint8
@@ -125,7 +125,7 @@ def write_json(path: str, record: dict) -> None:
 
 # -- the measurement ------------------------------------------------------------------------------
 def sweep_hints(rgb: Tensor, num_points: Sequence[int], *, sample_Ps: Sequence[int], mask_cent: float,
-                l_cent: float = 50.0, l_norm: float = 100.0, ab_norm: float = 110.0,
+                l_cent: float = L_CENT, l_norm: float = L_NORM, ab_norm: float = AB_NORM,
                 generator: Optional[torch.Generator] = None) -> ColorizationBatch:
     """One image repeated once per hint count, with exactly num_points[i] random hints in copy i.
 

@@ -40,10 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from util.color import lab_norm2rgb, rgb2lab, rgb2lab_norm
-
-#: Colour normalisation of the network (the original's defaults; the official weights use them).
-L_CENT, L_NORM, AB_NORM = 50.0, 100.0, 110.0
+from util.color import AB_NORM, L_CENT, L_NORM, lab_norm2rgb, rgb2lab, rgb2lab_norm
 
 _COLOR_RE = re.compile(r"#([0-9a-fA-F]{6})")
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from models.base_model import BaseModel
 from models.networks import define_G
-from util.color import decode_max_ab, decode_mean, encode_ab_ind, hsv_saturation, lab_norm2rgb
+from util.color import AB_NORM, L_CENT, L_NORM, decode_max_ab, decode_mean, encode_ab_ind, hsv_saturation, lab_norm2rgb
 from util.distributed import DistInfo, any_flag, convert_sync_batchnorm
 from util.hints import ColorizationBatch
 from util.perf import call_with_flags, grad_scaler
@@ -32,8 +32,8 @@ from util.perf import call_with_flags, grad_scaler
 SAT_REF_PIXELS = 176 * 176
 
 
-def saturation_penalty(L_norm: Tensor, ab_norm_pred: Tensor, l_cent: float = 50.0, l_norm: float = 100.0,
-                       ab_norm: float = 110.0) -> Tensor:
+def saturation_penalty(L_norm: Tensor, ab_norm_pred: Tensor, l_cent: float = L_CENT, l_norm: float = L_NORM,
+                       ab_norm: float = AB_NORM) -> Tensor:
     """S_reg: SAT_REF_PIXELS * mean(1 - HSV saturation of the predicted RGB).
 
     L_norm: N x 1 x H x W normalised L; ab_norm_pred: N x 2 x H x W normalised predicted ab.

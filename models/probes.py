@@ -40,6 +40,7 @@ from data.datasets import SkipLog, SkippedImage
 from data.samplers import call_seeded, item_seed
 from models.networks import subsample
 from util.checkpoint import CheckpointError, atomic_torch_save, load_tensor_file
+from util.color import AB_THRESH
 from util.fileio import atomic_savefig
 from util.hints import get_colorization_data
 from util.perf import FirstCallFallback, amp_dtype, call_with_flags, maybe_compile
@@ -58,8 +59,6 @@ GRIDS: Dict[str, Tuple[int, int]] = {"conv1": (12, 12), "conv2": (9, 8), "conv3"
 #: The fork's average-pooling kernel (= stride) per layer, applied before upsampling to GRIDS.
 FORK_POOL_KERNEL: Dict[str, int] = {"conv1": 32, "conv2": 16, "conv3": 16, "conv4": 8, "conv5": 8}
 
-#: The grayscale filter of the probes (get_colorization_data's default 5, as the fork).
-AB_THRESH = 5.0
 #: Bump when the extraction or the cache layout changes, to invalidate old cache files.
 CACHE_VERSION = 2  # 2: the unreadable files' names and reasons are cached
 

@@ -29,6 +29,16 @@ _XYZ_TO_RGB = (
 )
 _WHITE_D65 = (0.95047, 1.0, 1.08883)
 
+# The network's Lab normalisation and ab quantisation (the original's option defaults, which the
+# official weights were trained with): L_norm = (L - L_CENT) / L_NORM, ab_norm = ab / AB_NORM,
+# and a 23 x 23 grid of ab bins of width AB_QUANT over [-AB_MAX, AB_MAX].
+L_CENT, L_NORM, AB_NORM = 50.0, 100.0, 110.0
+AB_MAX, AB_QUANT = 110.0, 10.0
+
+#: Training images whose ab range (max - min, Lab units) is below this are dropped as grayscale
+#: (the original's get_colorization_data default).
+AB_THRESH = 5.0
+
 
 def _mix3(x: Tensor, matrix) -> Tensor:
     """Apply a 3x3 colour matrix to the channel axis of an N x 3 x H x W tensor."""
@@ -89,7 +99,7 @@ def lab2rgb(lab: Tensor) -> Tensor:
     return xyz2rgb(lab2xyz(lab))
 
 
-def rgb2lab_norm(rgb: Tensor, l_cent: float = 50.0, l_norm: float = 100.0, ab_norm: float = 110.0) -> Tensor:
+def rgb2lab_norm(rgb: Tensor, l_cent: float = L_CENT, l_norm: float = L_NORM, ab_norm: float = AB_NORM) -> Tensor:
     """sRGB, N x 3 x H x W -> normalised Lab ``[(L - l_cent)/l_norm, a/ab_norm, b/ab_norm]``.
 
     rgb: floats in [0, 1], or uint8 in 0..255 (as the data loaders deliver it): then the sRGB
@@ -124,18 +134,18 @@ def _rgb8_to_lab_norm(rgb8: Tensor, l_cent: float, l_norm: float, ab_norm: float
                       (fy - fz).mul_(200.0 / ab_norm)), dim=1)
 
 
-def lab_norm2rgb(lab_norm: Tensor, l_cent: float = 50.0, l_norm: float = 100.0, ab_norm: float = 110.0) -> Tensor:
+def lab_norm2rgb(lab_norm: Tensor, l_cent: float = L_CENT, l_norm: float = L_NORM, ab_norm: float = AB_NORM) -> Tensor:
     """Normalised Lab, N x 3 x H x W -> sRGB (>= 0, not clipped above)."""
     lab = torch.cat((lab_norm[:, 0:1] * l_norm + l_cent, lab_norm[:, 1:] * ab_norm), dim=1)
     return lab2rgb(lab)
 
 
-def num_ab_bins(ab_max: float = 110.0, ab_quant: float = 10.0) -> int:
+def num_ab_bins(ab_max: float = AB_MAX, ab_quant: float = AB_QUANT) -> int:
     """Bins per ab axis: 2 * ab_max / ab_quant + 1 (23 by default, so 529 classes)."""
     return int(round(2.0 * ab_max / ab_quant)) + 1
 
 
-def encode_ab_ind(ab_norm_t: Tensor, ab_norm: float = 110.0, ab_max: float = 110.0, ab_quant: float = 10.0) -> Tensor:
+def encode_ab_ind(ab_norm_t: Tensor, ab_norm: float = AB_NORM, ab_max: float = AB_MAX, ab_quant: float = AB_QUANT) -> Tensor:
     """Quantise normalised ab, N x 2 x H x W, to class indices N x 1 x H x W (int64).
 
     bin = round((ab * ab_norm + ab_max) / ab_quant) per channel (halves to even, as torch.round),
@@ -146,7 +156,7 @@ def encode_ab_ind(ab_norm_t: Tensor, ab_norm: float = 110.0, ab_max: float = 110
     return bins[:, 0:1] * n_bins + bins[:, 1:2]
 
 
-def decode_ind_ab(q: Tensor, ab_norm: float = 110.0, ab_max: float = 110.0, ab_quant: float = 10.0) -> Tensor:
+def decode_ind_ab(q: Tensor, ab_norm: float = AB_NORM, ab_max: float = AB_MAX, ab_quant: float = AB_QUANT) -> Tensor:
     """Class indices N x 1 x H x W -> normalised ab N x 2 x H x W of the bin centres.
 
     Uses floor division (a = q // 23, b = q % 23); the original's true division on modern torch
@@ -160,13 +170,13 @@ def decode_ind_ab(q: Tensor, ab_norm: float = 110.0, ab_max: float = 110.0, ab_q
     return (ab * ab_quant - ab_max) / ab_norm
 
 
-def decode_max_ab(scores: Tensor, ab_norm: float = 110.0, ab_max: float = 110.0, ab_quant: float = 10.0) -> Tensor:
+def decode_max_ab(scores: Tensor, ab_norm: float = AB_NORM, ab_max: float = AB_MAX, ab_quant: float = AB_QUANT) -> Tensor:
     """Logits or probabilities N x 529 x h x w -> normalised ab of the argmax bin, N x 2 x h x w."""
     q = scores.argmax(dim=1, keepdim=True)
     return decode_ind_ab(q, ab_norm, ab_max, ab_quant).to(scores.dtype)
 
 
-def decode_mean(probs: Tensor, ab_norm: float = 110.0, ab_max: float = 110.0, ab_quant: float = 10.0) -> Tensor:
+def decode_mean(probs: Tensor, ab_norm: float = AB_NORM, ab_max: float = AB_MAX, ab_quant: float = AB_QUANT) -> Tensor:
     """Probabilities N x 529 x h x w -> expected normalised ab, N x 2 x h x w.
 
     The 529 channels are read as a 23 (a) x 23 (b) grid, q = a * 23 + b; E[a] uses the marginal

@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from util.color import rgb2lab_norm
+from util.color import AB_NORM, AB_THRESH, L_CENT, L_NORM, rgb2lab_norm
 
 #: Default candidate patch sizes of the original (``--sample_Ps 1 2 ... 9``).
 DEFAULT_SAMPLE_PS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
@@ -56,7 +56,7 @@ def cat_batches(batches: Sequence[ColorizationBatch]) -> ColorizationBatch:
     return ColorizationBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in fields))
 
 
-def colorful_mask(ab: Tensor, ab_thresh: float, ab_norm: float = 110.0) -> Tensor:
+def colorful_mask(ab: Tensor, ab_thresh: float, ab_norm: float = AB_NORM) -> Tensor:
     """Which images are colourful enough to train on (the original's grayscale filter).
 
     ab: normalised ab, N x 2 x H x W. An image is kept when the sum over the two channels of
@@ -229,14 +229,14 @@ def add_color_patches(
 def get_colorization_data(
     rgb: Tensor,
     *,
-    ab_thresh: float = 5.0,
+    ab_thresh: float = AB_THRESH,
     p: float = 0.125,
     num_points: Optional[Union[int, Tensor]] = None,
     sample_Ps: Sequence[int] = DEFAULT_SAMPLE_PS,
     samp: str = "normal",
-    l_cent: float = 50.0,
-    l_norm: float = 100.0,
-    ab_norm: float = 110.0,
+    l_cent: float = L_CENT,
+    l_norm: float = L_NORM,
+    ab_norm: float = AB_NORM,
     mask_cent: float = 0.5,
     generator: Optional[torch.Generator] = None,
     rows: Optional[Tensor] = None,
