@@ -60,9 +60,9 @@ class BaseModel:
         self.opt = opt
         self.device = device
         self.dist = dist_info or DistInfo()
-        self.is_train = getattr(opt, "isTrain", False)
-        self.amp = getattr(opt, "amp", False)
-        self.channels_last = getattr(opt, "channels_last", False)
+        self.is_train = opt.isTrain
+        self.amp = opt.amp
+        self.channels_last = opt.channels_last
         self.scaler: Optional[torch.amp.GradScaler] = None
         self._eager_netG: Optional[nn.Module] = None
         self._compile_guard = FirstCallFallback(pending=False)
@@ -71,7 +71,7 @@ class BaseModel:
         self.optimizers: List[torch.optim.Optimizer] = []
         self.schedulers = []
         self.losses: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        self._smoother = LossSmoother(getattr(opt, "avg_loss_alpha", 0.986))
+        self._smoother = LossSmoother(opt.avg_loss_alpha)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -82,7 +82,7 @@ class BaseModel:
                                              opt.lr_decay_iters) for o in self.optimizers]
         if not self.is_train or opt.load_model:
             self.load_networks(opt.which_epoch)
-        if getattr(opt, "verbose", False):
+        if opt.verbose:
             print(self.netG)
         n_params = sum(p.numel() for p in self.netG.parameters())
         print(f"[Network G] Total number of parameters : {n_params / 1e6:.3f} M")
@@ -96,7 +96,7 @@ class BaseModel:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=device_ids)
         self._eager_netG = net
-        self.netG = maybe_compile(net, self.device, getattr(self.opt, "compile", False))
+        self.netG = maybe_compile(net, self.device, self.opt.compile)
         self._compile_guard = FirstCallFallback(pending=self.netG is not net)
 
     def call_guarded(self, fn: Callable[[], T]) -> T:

@@ -65,24 +65,23 @@ class Pix2PixModel(BaseModel):
 
     def __init__(self, opt, device: torch.device, dist_info: Optional[DistInfo] = None):
         super().__init__(opt, device, dist_info)
-        # Evaluation options have no init_type/classification: the weights are loaded and the
-        # forward pass is the same in both modes.
-        init_type = getattr(opt, "init_type", "normal")
-        net = define_G(4, opt.norm, init_type, getattr(opt, "classification", False), device)
-        if getattr(opt, "sync_bn", False) and self.dist.enabled:
+        # Evaluation options hold the training defaults of these (options.test_options): the
+        # weights are then loaded, and the forward pass is the same for both values of classification.
+        net = define_G(4, opt.norm, opt.init_type, opt.classification, device)
+        if opt.sync_bn and self.dist.enabled:
             net = convert_sync_batchnorm(net, device)  # before the optimizer: it makes new modules
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.netG = net
-        print(f"initialize network with {init_type}")
+        print(f"initialize network with {opt.init_type}")
         if self.is_train:
             self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=(opt.beta1, 0.999))
             self.optimizers = [self.optimizer_G]
             self.scaler = grad_scaler(device, self.amp)
         else:
             self.netG.eval()
-        self.lambda_A = getattr(opt, "lambda_A", 1.0)
-        self.lambda_sat = getattr(opt, "lambda_sat", 0.0)
+        self.lambda_A = opt.lambda_A
+        self.lambda_sat = opt.lambda_sat
 
     # -- colour-space helpers bound to this run's normalisation options -------------------------
     def _ab_kw(self):

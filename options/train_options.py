@@ -6,6 +6,30 @@ import argparse
 from options.base_options import BaseOptions
 
 
+def add_model_training_flags(parser: argparse.ArgumentParser) -> None:
+    """The training options that models.Pix2PixModel reads. Evaluation runs the model with their
+    defaults (TestOptions), so the model reads every option directly."""
+    parser.add_argument("--init_type", type=str, default="normal",
+                        choices=["normal", "xavier", "kaiming", "orthogonal"], help="weight initialisation")
+    parser.add_argument("--classification", action="store_true",
+                        help="train the trunk with the classification loss (phases 1-2); default: regression")
+    parser.add_argument("--lambda_A", type=float, default=1.0, help="weight of the cross-entropy (class) loss")
+    parser.add_argument("--lambda_sat", type=float, default=0.0,
+                        help="weight of the saturation penalty S_reg (0: the original loss; the study uses 1e-4)")
+    parser.add_argument("--avg_loss_alpha", type=float, default=0.986,
+                        help="EMA factor of the printed losses (bias-corrected, updated per print)")
+    # data-parallel training under torchrun (util/distributed.py)
+    parser.add_argument("--sync_bn", action="store_true",
+                        help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm)")
+
+
+def model_training_defaults() -> dict:
+    """{dest: default} of add_model_training_flags: what evaluation runs the model with."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_model_training_flags(parser)
+    return vars(parser.parse_args([]))
+
+
 class TrainOptions(BaseOptions):
     """Optimisation, schedule, loss weights and logging frequencies.
 
@@ -14,18 +38,19 @@ class TrainOptions(BaseOptions):
     """
 
     is_train = True
+    crops = True
+    size_notes = ("each image is resized by one of six ways drawn at random (shorter side to --loadSize keeping\n"
+                  "the aspect ratio, or squashed to --loadSize x --loadSize; Lanczos, bilinear or bicubic), then\n"
+                  "RandomResizedCrop to --fineSize, a multiple of 8 (data/transforms.py train_transform)")
+    loading_notes = "under torchrun --batch_size is per process: the global batch is batch_size x WORLD_SIZE"
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser = super().initialize(parser)
         parser.set_defaults(phase="train")
-        parser.add_argument("--fineSize", type=int, default=176, help="then crop to this size (a multiple of 8)")
         parser.add_argument("--max_dataset_size", type=int, default=None,
                             help="use at most this many images per epoch (a fresh random subset each epoch); "
                                  "under torchrun over all processes together")
-        parser.add_argument("--init_type", type=str, default="normal",
-                            choices=["normal", "xavier", "kaiming", "orthogonal"], help="weight initialisation")
-        parser.add_argument("--classification", action="store_true",
-                            help="train the trunk with the classification loss (phases 1-2); default: regression")
+        add_model_training_flags(parser)
         parser.add_argument("--load_model", action="store_true",
                             help="load <checkpoints_dir>/<name>/<which_epoch>_net_G.pth at start")
         parser.add_argument("--sample_p", type=float, default=1.0,
@@ -39,9 +64,6 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--lr_policy", type=str, default="lambda", choices=["lambda", "step", "plateau"],
                             help="learning rate policy, stepped once per epoch")
         parser.add_argument("--lr_decay_iters", type=int, default=50, help="'step' policy: x0.1 every this many epochs")
-        parser.add_argument("--lambda_A", type=float, default=1.0, help="weight of the cross-entropy (class) loss")
-        parser.add_argument("--lambda_sat", type=float, default=0.0,
-                            help="weight of the saturation penalty S_reg (0: the original loss; the study uses 1e-4)")
         parser.add_argument("--print_freq", type=int, default=200, help="print and log the losses every this many images")
         parser.add_argument("--display_freq", type=int, default=10000,
                             help="save the current visuals to the training HTML page every this many images")
@@ -49,8 +71,6 @@ class TrainOptions(BaseOptions):
                             help="save latest_net_G.pth every this many images")
         parser.add_argument("--save_epoch_freq", type=int, default=1,
                             help="at the end of every this-many-th epoch save latest and <epoch>_net_G.pth")
-        parser.add_argument("--avg_loss_alpha", type=float, default=0.986,
-                            help="EMA factor of the printed losses (bias-corrected, updated per print)")
         parser.add_argument("--no_html", action="store_true", help="do not write the training HTML page")
         # reliability
         parser.add_argument("--resume", action="store_true",
@@ -63,9 +83,6 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--max_nonfinite", type=int, default=10,
                             help="stop after this many consecutive steps with a non-finite loss or gradient "
                                  "(each is skipped: the weights are not updated)")
-        # data-parallel training under torchrun (util/distributed.py)
-        parser.add_argument("--sync_bn", action="store_true",
-                            help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm)")
         return parser
 
     def check(self, opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
