@@ -54,6 +54,7 @@ from PIL import Image
 from data.datasets import SkipLog, SkippedImage, UnreadableImageError, find_images, load_rgb
 from models import load_generator
 from models.networks import SIGGRAPHGenerator
+from options import flags
 from util.checkpoint import CheckpointError
 from inference.colorize import Hint, HintError, colorize, load_hints_json, network_size, parse_hint
 from util.image import save_pil_atomic, to_uint8
@@ -71,35 +72,33 @@ def build_parser() -> argparse.ArgumentParser:
     summary, _, details = __doc__.partition("\n")
     parser = argparse.ArgumentParser(
         description=summary + " IMPORTANT: the official caffemodel weights need --mask_cent 0.",
-        epilog="usage notes:" + details.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog="usage notes:" + details.replace("``", ""), formatter_class=flags.HelpFormatter)
     parser.add_argument("-i", "--input", required=True,
                         help="image file, or folder of images (searched recursively)")
     parser.add_argument("-o", "--output", required=True,
                         help="output image file (its extension picks the format) for a file INPUT; "
                              "output folder (mirrors INPUT's tree, .png files) for a folder INPUT")
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", metavar="FILE", help="generator weight file (a plain state_dict)")
-    model.add_argument("--name", help="experiment name: loads <checkpoints_dir>/<name>/<which_epoch>_net_G.pth")
-    parser.add_argument("--checkpoints_dir", default=None,
-                        help="where --name's folder is (default ./checkpoints); only with --name")
-    parser.add_argument("--which_epoch", default=None,
-                        help="which checkpoint of --name to load (default latest); only with --name")
-    parser.add_argument("--mask_cent", type=float, default=0.5,
-                        help="subtracted from the {0,1} hint mask (default 0.5: our and the retrained models); "
-                             "THE OFFICIAL CAFFEMODEL WEIGHTS NEED --mask_cent 0")
-    parser.add_argument("--norm", default="batch", choices=["batch", "instance"],
-                        help="normalisation layer the model was trained with (default batch, as the official weights)")
+    model = parser.add_argument_group("model", "exactly one of --checkpoint and --name; --checkpoints_dir and\n"
+                                               "--which_epoch only with --name")
+    weights = model.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", metavar="FILE", help="generator weight file (a plain state_dict)")
+    flags.add_checkpoint_flags(model, name_container=weights)
+    # --name has no default (it or --checkpoint is required); None for the other two means "not
+    # given", so that checkpoint_path can refuse them with --checkpoint (their help names the
+    # defaults it uses otherwise).
+    parser.set_defaults(name=None, checkpoints_dir=None, which_epoch=None)
+    flags.add_flags(model, "mask_cent", "norm")
     parser.add_argument("--hint", action="append", default=[], metavar="X,Y,#rrggbb[,SIZE]",
                         help="colour hint (repeatable): X = column, Y = row in input pixels (0-based), "
                              "SIZE = patch side in network pixels (default 1)")
     parser.add_argument("--hints_json", metavar="FILE",
                         help='JSON file of hints: [{"x": X, "y": Y, "color": "#rrggbb", "size": SIZE}, ...] '
                              'or {"hints": [...]}; applied before the --hint ones')
-    parser.add_argument("--load_size", type=int, default=256,
-                        help="shorter side of the network input (aspect kept, sides rounded to multiples "
-                             "of 8; default 256); 0 = native size (padded to a multiple of 8, then cropped back)")
-    parser.add_argument("--gpu_ids", default=None,
-                        help="GPU id, e.g. 0; -1 for CPU. Default: GPU 0 when CUDA is available, else CPU")
+    flags.add_size_flags(parser.add_argument_group(
+        "image sizes", "the network input's shorter side is --load_size, the aspect ratio is kept and both\n"
+                       "sides are rounded to multiples of 8; --load_size 0: the native size (padded to a\n"
+                       "multiple of 8, then cropped back)"), fine=False)
+    flags.add_device_flags(parser)
     return parser
 
 
@@ -109,7 +108,8 @@ def checkpoint_path(opt: argparse.Namespace) -> str:
             if value is not None:
                 raise UsageError(f"{flag} only applies with --name, not with --checkpoint")
         return opt.checkpoint
-    return os.path.join(opt.checkpoints_dir or "./checkpoints", opt.name, f"{opt.which_epoch or 'latest'}_net_G.pth")
+    return os.path.join(opt.checkpoints_dir or flags.CHECKPOINTS_DIR, opt.name,
+                        f"{opt.which_epoch or flags.WHICH_EPOCH}_net_G.pth")
 
 
 def read_hints(opt: argparse.Namespace) -> List[Hint]:
@@ -185,8 +185,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     opt = parser.parse_args(argv)
     try:
-        if opt.load_size < 0:
-            raise UsageError(f"--load_size must be >= 0 (0 = native size), got {opt.load_size}")
+        if opt.loadSize < 0:
+            raise UsageError(f"--load_size must be >= 0 (0 = native size), got {opt.loadSize}")
         weights = checkpoint_path(opt)
         hints = read_hints(opt)
         jobs, is_folder = plan_jobs(opt)
@@ -200,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     skip_log = SkipLog()
     for source, target in jobs:
         try:
-            print(colorize_file(net, source, target, hints, opt.load_size, opt.mask_cent, device))
+            print(colorize_file(net, source, target, hints, opt.loadSize, opt.mask_cent, device))
             done += 1
             continue
         except UnreadableImageError as e:

@@ -29,6 +29,7 @@ import dominate
 from dominate.tags import a, h1, h2, h3, img, li, p, table, tbody, td, th, thead, tr, ul
 
 from models.probes import LAYERS, plot_val_top1_by_layer
+from options import flags
 from util.fileio import atomic_write_text
 from evaluation.sweep import plot_sweep, read_csv
 
@@ -174,15 +175,23 @@ def write_report(models: List[dict], out_dir: str, which_epoch: str) -> str:
     return path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=flags.HelpFormatter)
     parser.add_argument("--names", nargs="+", required=True, metavar="NAME[=SUBDIR]",
                         help="model names (folders under --results_dir), or LABEL=SUBDIR")
     parser.add_argument("--results_dir", default="./results/", help="where test.py and test_sweep.py wrote")
-    parser.add_argument("--which_epoch", default="latest", help="which checkpoint the evaluations used")
+    evaluated = parser.add_argument_group("the evaluated checkpoint", "the one whose test.py and test_sweep.py "
+                                          "results are read:\n<results_dir>/<name>/val_<which_epoch>/ and "
+                                          "sweep_<which_epoch>/")
+    flags.add_flags(evaluated, "which_epoch")
     parser.add_argument("--probes", nargs="*", default=[], metavar="NAME=DIR",
                         help="linear-probe output folder (--linear_checkpoints) of a model")
     parser.add_argument("--out", default="./results/comparison", help="report folder")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     subdirs = {}  # label -> folder under --results_dir

@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 import torch
 
 from models.adain import AdaIN, resolve_weight_path
+from options import flags
 from util.checkpoint import CheckpointError
 from util.runtime import resolve_device
 from dataset_builders.stylize import DEFAULT_EXTENSIONS, Settings, StylizeError, find_files, stylize_folder
@@ -46,7 +47,7 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="make_stylized_dataset.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=flags.HelpFormatter)
     _flag(parser, "content_dir", required=True, help="root of the images to stylize (searched recursively)")
     _flag(parser, "style_dir", required=True, help="root of the style images (searched recursively)")
     _flag(parser, "output_dir", default="output", help="where the mirrored tree is written (default: %(default)s)")
@@ -60,13 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(parser, "style_size", type=int, default=512,
           help="shorter side of the style in px; 0 keeps the size (default: %(default)s)")
     _flag(parser, "crop", type=int, default=0, help="centre crop of the content in px after resizing; 0: none")
-    _flag(parser, "seed", type=int, default=0, help="seeds the style choice (default: %(default)s)")
+    flags.add_flags(parser, "seed")
     _flag(parser, "extensions", nargs="+", default=list(DEFAULT_EXTENSIONS),
           help="file suffixes without the dot, case-sensitive, for contents and styles (default: %(default)s)")
-    _flag(parser, "batch_size", type=int, default=8, help="(content, style) pairs per decoder call (default: %(default)s)")
-    _flag(parser, "num_threads", type=int, default=2,
-          help="DataLoader worker processes that read and resize images (default: %(default)s)")
-    _flag(parser, "gpu_ids", default=None, help="GPU id, -1 for the CPU; default GPU 0 if available, else the CPU")
+    flags.add_loader_flags(parser.add_argument_group(
+        "loading", "--batch_size: (content, style) pairs per decoder call"), dashed=True)
+    # The stylizer's own defaults (dataset_builders.stylize.Settings), not the colorization model's.
+    parser.set_defaults(batch_size=Settings.batch_size, num_threads=Settings.num_workers)
+    flags.add_device_flags(parser, dashed=True)
     return parser
 
 

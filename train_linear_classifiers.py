@@ -2,7 +2,7 @@
 
     python train_linear_classifiers.py --name siggraph_caffemodel --mask_cent 0 \
         --dataroot ./dataset/ilsvrc2012/train --dataroot_validation ./dataset/ilsvrc2012/val100 \
-        --linear_checkpoints ./linear_checkpoints/pretrained --max_dataset_size 13000 --niter 200
+        --linear_checkpoints ./linear_checkpoints/pretrained --train_subset 13000 --niter 200
 
 How well do the colorization features generalise to object recognition? One linear classifier per
 block output of the generator <checkpoints_dir>/<name>/<which_epoch>_net_G.pth, frozen and in eval
@@ -33,8 +33,9 @@ corrected (default)
     (a non-affine BatchNorm frozen at the training statistics), then Linear -> logits ->
     CrossEntropy. All layers train together (one Adam, lr --lr, cosine decay over --niter epochs,
     minibatches of --head_batch_size, reshuffled each epoch).
-  * Subsets: --max_dataset_size / --max_dataset_size_validation pick one fixed, seeded subset of
-    images whose features are cached (default: all).
+  * Subsets: --train_subset / --val_subset pick one fixed, seeded subset of images whose features
+    are cached (default: all; their old names --max_dataset_size / --max_dataset_size_validation
+    still work).
   * Reported (results.json): top-1/top-5 and loss at the last epoch, sample-weighted. Training
     metrics are the running averages of the epoch. <layer>_best.pth is the epoch of best
     validation top-1 (best_epoch, best_val_top1), <layer>_last.pth the last one; keys mean, std,
@@ -96,6 +97,7 @@ from data.datasets import (ImageFolderDataset, SkipLog, SkippedImage, collate_sk
 from data.samplers import RandomSubsetSampler
 from data.transforms import center_crop_transform, train_transform
 from models import load_generator, probes
+from options import flags
 from util.checkpoint import CheckpointError, atomic_torch_save
 from util.fileio import atomic_savefig, atomic_write_text
 from util.runtime import resolve_device, save_options, seed_everything
@@ -110,32 +112,30 @@ class ProbeError(RuntimeError):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " (see the module docstring)",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=flags.HelpFormatter)
+    model = parser.add_argument_group("the colorization model")
+    flags.add_checkpoint_flags(model)
+    flags.add_flags(model, "mask_cent")
     # the fork's flags
-    parser.add_argument("--name", default="experiment_name", help="model folder under --checkpoints_dir")
-    parser.add_argument("--checkpoints_dir", default="./checkpoints", help="where the colorization models are")
-    parser.add_argument("--which_epoch", default="latest", help="loads <checkpoints_dir>/<name>/<which_epoch>_net_G.pth")
     parser.add_argument("--linear_checkpoints", required=True, help="output folder of the probes")
     parser.add_argument("--dataroot", default="./dataset/ilsvrc2012/train", help="training images, <root>/<class>/<img>")
     parser.add_argument("--dataroot_validation", required=True, help="validation images, <root>/<class>/<img>")
-    parser.add_argument("--max_dataset_size", type=int, default=None,
-                        help="training images: corrected, a fixed seeded subset; fork, per epoch (default all)")
-    parser.add_argument("--max_dataset_size_validation", type=int, default=None,
-                        help="corrected: a fixed seeded subset of validation images (default all). fork: "
-                             "ignored, validation stops at --max_dataset_size as in the fork")
+    add_subset_flags(parser)
     parser.add_argument("--niter", type=int, default=200, help="epochs")
-    parser.add_argument("--mask_cent", type=float, default=0.5, help="0 for the original caffemodel weights")
-    parser.add_argument("--gpu_ids", default=None, help="GPU id, -1 for the CPU; default GPU 0 if available")
-    parser.add_argument("--batch_size", type=int, default=25,
-                        help="images per backbone batch (and per head update under --protocol fork)")
+    flags.add_flags(parser, "gpu_ids")
+    loading = parser.add_argument_group("loading", "--batch_size: images per backbone batch; under --protocol fork "
+                                                   "also per head\nupdate (corrected: --head_batch_size)")
+    flags.add_loader_flags(loading)
     # ours
     parser.add_argument("--protocol", choices=["corrected", "fork"], default="corrected", help="see above")
     parser.add_argument("--layers", nargs="+", choices=probes.LAYERS, default=list(probes.LAYERS),
                         help="layers to probe")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the heads")
-    parser.add_argument("--seed", type=int, default=0, help="seeds subsets, augmentation, shuffling and heads")
-    parser.add_argument("--loadSize", type=int, default=256, help="resize (shorter side) before cropping")
-    parser.add_argument("--fineSize", type=int, default=176, help="crop size fed to the network")
+    flags.add_flags(parser, "seed")
+    flags.add_size_flags(parser.add_argument_group(
+        "image sizes", "training views: the original's random training resize, then RandomResizedCrop(--fineSize)\n"
+                       "and a flip; validation views: shorter side to --loadSize, centre crop to --fineSize.\n"
+                       "--fineSize is at least 8 (--protocol fork: at least 64)"))
     parser.add_argument("--train_augment", type=int, default=1,
                         help="corrected: random training views cached per image")
     parser.add_argument("--head_batch_size", type=int, default=256, help="corrected: samples per head update")
@@ -143,18 +143,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache_dir", default=None, help="corrected: default <linear_checkpoints>/feature_cache")
     parser.add_argument("--cache_dtype", choices=sorted(CACHE_DTYPES), default="bfloat16",
                         help="corrected: precision of the cached features")
-    parser.add_argument("--num_threads", type=int, default=4, help="DataLoader worker processes")
-    # speed of the backbone (util/perf.py), both protocols; off by default: the plain float32 trunk
-    parser.add_argument("--amp", action="store_true",
-                        help="the backbone in bfloat16 autocast where supported, else float16; its outputs are cast "
-                             "to float32 before pooling, the heads stay float32. Part of the feature cache key")
-    parser.add_argument("--channels_last", action="store_true",
-                        help="NHWC layout for the backbone (not in the cache key: the same float32 features up to "
-                             "rounding)")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the backbone, eager with a one-line warning where unsupported (not in "
-                             "the cache key)")
+    flags.add_speed_flags(parser.add_argument_group(
+        "speed", "of the frozen backbone, both protocols: its outputs are cast to float32 before pooling and the\n"
+                 "heads stay float32. --amp is part of the feature cache key; --channels_last and --compile are\n"
+                 "not (the same float32 features up to rounding)"))
     return parser
+
+
+def add_subset_flags(parser: argparse.ArgumentParser) -> None:
+    """How many images the probes use. --max_dataset_size keeps train.py's meaning (a fresh random
+    subset each epoch) for the fork; the corrected protocol's fixed subsets have their own names."""
+    parser.add_argument("--train_subset", type=int, default=None,
+                        help="corrected: one fixed, seeded subset of this many training images, whose features "
+                             "are cached (default: all)")
+    parser.add_argument("--val_subset", "--max_dataset_size_validation", dest="val_subset", type=int, default=None,
+                        help="corrected: one fixed, seeded subset of this many validation images (default: all); "
+                             "fork: ignored, see --max_dataset_size. --max_dataset_size_validation is its old name")
+    parser.add_argument("--max_dataset_size", type=int, default=None,
+                        help="fork: this many training images per epoch, a fresh random subset rounded up to whole "
+                             "batches, and the first that many validation images, as the fork did (default: all). "
+                             "Under --protocol corrected: the old name of --train_subset")
+
+
+def check_subsets(opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Map the old spelling --max_dataset_size onto --train_subset under --protocol corrected."""
+    for flag in ("train_subset", "val_subset", "max_dataset_size"):
+        if getattr(opt, flag) is not None and getattr(opt, flag) < 1:
+            parser.error(f"--{flag} must be at least 1")
+    if opt.protocol == "fork" and opt.train_subset is not None:
+        parser.error("--train_subset applies to --protocol corrected only (the fork's is --max_dataset_size)")
+    if opt.protocol == "corrected" and opt.max_dataset_size is not None:
+        if opt.train_subset is not None:
+            parser.error("--max_dataset_size is the old name of --train_subset under --protocol corrected; give one")
+        opt.train_subset, opt.max_dataset_size = opt.max_dataset_size, None
 
 
 def parse(argv: Optional[Sequence[str]] = None):
@@ -164,9 +185,7 @@ def parse(argv: Optional[Sequence[str]] = None):
     for flag in ("niter", "batch_size", "head_batch_size", "train_augment", "loadSize", "fineSize"):
         if getattr(opt, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
-    for flag in ("max_dataset_size", "max_dataset_size_validation"):
-        if getattr(opt, flag) is not None and getattr(opt, flag) < 1:
-            parser.error(f"--{flag} must be at least 1")
+    check_subsets(opt, parser)
     if opt.num_threads < 0:
         parser.error("--num_threads must be >= 0")
     if opt.fineSize < 8:
@@ -346,8 +365,8 @@ def run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger, ski
     out = opt.linear_checkpoints
     print(f"hashing {ckpt_path} for the feature cache key")
     ckpt_sha1 = probes.file_sha1(ckpt_path)
-    train_idx = eval_subset(len(train_set), opt.max_dataset_size or len(train_set), opt.seed)
-    val_idx = eval_subset(len(val_set), opt.max_dataset_size_validation or len(val_set), opt.seed)
+    train_idx = eval_subset(len(train_set), opt.train_subset or len(train_set), opt.seed)
+    val_idx = eval_subset(len(val_set), opt.val_subset or len(val_set), opt.seed)
     train = cached_features(opt, "train", train_set, train_idx, opt.train_augment,
                             {"kind": "train_random", "loadSize": opt.loadSize, "fineSize": opt.fineSize,
                              "views": opt.train_augment, "seed": opt.seed}, trunk, device, ckpt_path, ckpt_sha1,

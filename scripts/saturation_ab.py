@@ -27,6 +27,7 @@ import train  # noqa: E402
 from data.datasets import ImageFolderDataset, collate_skip_bad  # noqa: E402
 from data.transforms import eval_transform  # noqa: E402
 from models.pix2pix_model import Pix2PixModel  # noqa: E402
+from options import flags  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
 from util.hints import get_colorization_data  # noqa: E402
 from util.metrics import mean_hsv_saturation  # noqa: E402
@@ -54,11 +55,8 @@ def evaluate_saturation(opt, device: torch.device, val_root: str, sample_p: floa
     return float(torch.cat(values).mean())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=flags.HelpFormatter)
     parser.add_argument("--dataroot", required=True, help="training folder (<root>/<class>/<img>)")
     parser.add_argument("--val", required=True, help="evaluation folder (flat or nested)")
     parser.add_argument("--out", default="./checkpoints/saturation_ab", help="checkpoints of both runs go here")
@@ -67,8 +65,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-5, help="learning rate of both runs (phase 3: 1e-5)")
     parser.add_argument("--eval_sample_p", type=float, default=0.125,
                         help="hint density when evaluating (1 = no hints)")
-    parser.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
-    args = parser.parse_args(own)
+    flags.add_flags(parser, "seed")  # both trainings and the evaluation
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    args = build_parser().parse_args(own)
 
     results = {"lambda_sat": args.lambda_sat}
     for label, lam in (("baseline", 0.0), ("with_term", args.lambda_sat)):
