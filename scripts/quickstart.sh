@@ -5,12 +5,12 @@
 #   bash scripts/quickstart.sh
 #
 # Data: ./quickstart_data (train/, train_small/, val/). Models and logs: ./checkpoints/quickstart/
-# <phase>/ with latest_net_G.pth, loss_log.txt and web/index.html (the training visuals). Then the
-# final model is evaluated (test.py, test_sweep.py), colorizes a photo (colorize.py), and
-# compare_models.py writes a report, all under ./results/quickstart/.
+# <phase>/ with latest_net_G.pth, loss_log.txt and web/index.html (the loss curves and the training
+# visuals). Then the final model is evaluated (test.py, test_sweep.py), colorizes a photo
+# (colorize.py), and compare_models.py writes a report, all under ./results/quickstart/.
 # Scale: 64 px images, 48 px crops, batch 8, 4/2/2/1 epochs instead of 100/15/10/5; the learning
-# rates, hint schedule and losses are the paper's. Environment: PYTHON (python), GPU_IDS (-1),
-# OUT (./checkpoints/quickstart), DATA (./quickstart_data), RESULTS (./results/quickstart).
+# rates, hint schedule and losses are the paper's (docs/training.md). Environment: PYTHON (python),
+# GPU_IDS (-1), OUT (./checkpoints/quickstart), DATA (./quickstart_data), RESULTS (./results/quickstart).
 set -euo pipefail
 PYTHON=${PYTHON:-python}
 GPU_IDS=${GPU_IDS:--1}
