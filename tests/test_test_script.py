@@ -11,7 +11,7 @@ from PIL import Image
 
 from models.networks import define_G
 from scripts import make_sample_dataset
-from tests.browser import assert_page_ok
+from tests.browser import assert_page_ok, page_width
 from tests.helpers import load_test_script
 from util import metrics
 from util.checkpoint import save_network
@@ -194,6 +194,14 @@ def test_missing_checkpoint_and_missing_folder_are_one_line_errors(env, tmp_path
 
 def test_page_loads_in_a_browser(base):
     assert_page_ok(base / "index.html", min_images=3 * 3 * len(LABELS))
+
+
+def test_page_fits_a_1400_px_window(base):
+    """The 8 visuals of a row at the default 256 px fit a 1400 x 900 window: no horizontal scrolling."""
+    scroll, inner, images = page_width(base / "index.html", 1400, 900)
+    assert inner == 1400 and scroll <= inner, (scroll, inner)
+    assert len(images) == 3 * 3 * len(LABELS)
+    assert all(width > 0 for _src, width in images), [src for src, width in images if width <= 0][:5]
 
 
 def test_model_colour_and_page_options_are_used(env, tmp_path, monkeypatch, capsys):
