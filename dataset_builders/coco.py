@@ -121,7 +121,8 @@ def _index_categories(path: str, records: List[dict]) -> Dict[int, str]:
     return categories
 
 
-def _check_annotations(path: str, annotations: List[dict], images: Dict[int, str], categories: Dict[int, str]) -> None:
+def _check_annotations(path: str, annotations: List[dict], images: Dict[int, str],
+                       categories: Dict[int, str]) -> None:
     """Every annotation names a known image and category, with iscrowd 0 or 1 and area >= 0."""
     for i, ann in enumerate(annotations):
         if ann["image_id"] not in images:
