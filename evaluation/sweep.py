@@ -232,6 +232,8 @@ def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[i
 
     ref_points, ref_mean, ref_se = load_reference()
     ref = {n: (m, s) for n, m, s in zip(ref_points, ref_mean, ref_se)}
+    headings = ("hints", f"{label} [dB]", f"{REFERENCE_LABEL} [dB]", "difference [dB]")
+    rows = [tr(*map(td, level_cells(n, m, s, ref.get(int(n))))) for n, m, s in zip(num_points, mean, se)]
     doc = dominate.document(title=title)
     with doc:
         h3(title)
@@ -241,19 +243,16 @@ def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[i
           "hints (resources/psnrs_siggraph.npy).")
         img(src=image, style="max-width: 100%; width: 700px;", alt="PSNR against the number of hints")
         p(a("sweep.csv", href="sweep.csv"), " · ", a("sweep.json", href="sweep.json"))
-        with table(border=1, style="border-collapse: collapse; text-align: right;", cellpadding=4):
-            with thead():
-                with tr():
-                    for heading in ("hints", f"{label} [dB]", f"{REFERENCE_LABEL} [dB]", "difference [dB]"):
-                        th(heading)
-            with tbody():
-                for n, m, s in zip(num_points, mean, se):
-                    r = ref.get(int(n))
-                    with tr():
-                        td("Auto (0)" if n == 0 else str(int(n)))
-                        td(f"{m:.2f} ± {s:.2f}")
-                        td(f"{r[0]:.2f} ± {r[1]:.2f}" if r else "n/a")
-                        td(f"{m - r[0]:+.2f}" if r else "n/a")
+        table(thead(tr(*map(th, headings))), tbody(*rows), border=1,
+              style="border-collapse: collapse; text-align: right;", cellpadding=4)
     path = os.path.join(folder, "index.html")
     atomic_write_text(path, doc.render())
     return path
+
+
+def level_cells(num_points: int, mean: float, se: float, reference: Optional[Tuple[float, float]]) -> List[str]:
+    """The sweep page's table row of one level: hints, this model's and the reference's mean +- SE
+    (dB), and the difference of the means; 'n/a' without a reference value."""
+    return ["Auto (0)" if num_points == 0 else str(int(num_points)), f"{mean:.2f} ± {se:.2f}",
+            f"{reference[0]:.2f} ± {reference[1]:.2f}" if reference else "n/a",
+            f"{mean - reference[0]:+.2f}" if reference else "n/a"]
