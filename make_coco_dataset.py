@@ -43,9 +43,10 @@ import csv
 import io
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from dataset_builders.coco import BACKGROUND, CocoError, class_folder, crowd_only, label_images, load_instances
+from dataset_builders.coco import (BACKGROUND, CocoError, Instances, class_folder, crowd_only, label_images,
+                                   load_instances)
 from dataset_builders.linktree import LayoutError, Plan
 
 PROG = "make_coco_dataset.py"
@@ -65,9 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_plan(args: argparse.Namespace, warn=lambda m: print(m, file=sys.stderr)):
-    """Validate the input and return (Plan, {split: {class folder: image count}}); raises
-    CocoError or LayoutError (one line)."""
+def check_paths(args: argparse.Namespace) -> Tuple[str, str]:
+    """(the real COCO root, the absolute output folder); LayoutError when either cannot be used."""
     root = os.path.realpath(args.coco_root)
     if not os.path.isdir(args.coco_root):
         raise LayoutError(f"COCO root not found: {args.coco_root}")
@@ -77,6 +77,12 @@ def make_plan(args: argparse.Namespace, warn=lambda m: print(m, file=sys.stderr)
     real_out = os.path.realpath(out)
     if real_out == root or real_out.startswith(root + os.sep):
         raise LayoutError(f"output path {out} must not lie inside the COCO root {root}")
+    return root, out
+
+
+def load_splits(root: str) -> Dict[str, Instances]:
+    """The annotations of each split; CocoError or LayoutError when a folder or file is missing or
+    the splits list different categories."""
     instances = {}
     for split, folder in SPLITS:
         if not os.path.isdir(os.path.join(root, folder)):
@@ -85,7 +91,47 @@ def make_plan(args: argparse.Namespace, warn=lambda m: print(m, file=sys.stderr)
     if instances["train"].categories != instances["val"].categories:
         raise CocoError(f"{instances['train'].path} and {instances['val'].path} list different categories "
                         "(the class folders of train/ and val_cls/ must be the same)")
+    return instances
 
+
+def split_entries(inst: Instances, source_dir: str, args: argparse.Namespace, folders: Dict[int, str],
+                  warn) -> List[Tuple[int, str, Optional[int], str, str]]:
+    """The images of one split that go into the layout, by file name: (image id, file name,
+    category id or None, class folder, manifest rule). Images missing from ``source_dir`` are left
+    out with one warning."""
+    on_disk = set(os.listdir(source_dir))
+    labels = label_images(inst, include_crowd=args.include_crowd)
+    crowd = crowd_only(inst)
+    missing = [name for name in inst.images.values() if name not in on_disk]
+    if missing:
+        warn(f"warning: {len(missing)} of the {len(inst.images)} images listed in {os.path.basename(inst.path)} "
+             f"are missing from {source_dir} (first: {sorted(missing)[0]}); they are left out")
+    rule = "largest_area_with_crowd" if args.include_crowd else "largest_area"
+    entries = []
+    for image_id, name in sorted(inst.images.items(), key=lambda kv: kv[1]):
+        cat = labels[image_id]
+        if name not in on_disk or (cat is None and args.drop_unlabeled):
+            continue
+        cls = BACKGROUND if cat is None else folders[cat]
+        why = rule if cat is not None else ("crowd_only" if image_id in crowd else "no_annotation")
+        entries.append((image_id, name, cat, cls, why))
+    return entries
+
+
+def manifest_text(rows: Sequence[tuple]) -> str:
+    """manifest.csv: MANIFEST_FIELDS, then one row per image."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(MANIFEST_FIELDS)
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def make_plan(args: argparse.Namespace, warn=lambda m: print(m, file=sys.stderr)):
+    """Validate the input and return (Plan, {split: {class folder: image count}}); raises
+    CocoError or LayoutError (one line)."""
+    root, out = check_paths(args)
+    instances = load_splits(root)
     folders = {cat: class_folder(cat, name) for cat, name in instances["train"].categories.items()}
     classes = ([] if args.drop_unlabeled else [BACKGROUND]) + list(folders.values())
     plan = Plan(hint="was it made with other options, e.g. --include_crowd, --drop_unlabeled or --copy?")
@@ -95,27 +141,11 @@ def make_plan(args: argparse.Namespace, warn=lambda m: print(m, file=sys.stderr)
     plan.dirs += [os.path.join(top[t], c) for t in ("train", "val_cls") for c in classes]
     plan.owned += list(top.values()) + [os.path.join(top[t], c) for t in ("train", "val_cls") for c in classes]
     add = plan.copies.append if args.copy else plan.links.append
-    rule = "largest_area_with_crowd" if args.include_crowd else "largest_area"
     rows, counts = [], {}
     for split, folder in SPLITS:
-        inst = instances[split]
         source_dir = os.path.join(root, folder)
-        on_disk = set(os.listdir(source_dir))
-        labels = label_images(inst, include_crowd=args.include_crowd)
-        crowd = crowd_only(inst)
-        missing = [name for name in inst.images.values() if name not in on_disk]
-        if missing:
-            warn(f"warning: {len(missing)} of the {len(inst.images)} images listed in {os.path.basename(inst.path)} "
-                 f"are missing from {source_dir} (first: {sorted(missing)[0]}); they are left out")
         counts[split] = dict.fromkeys(classes, 0)
-        for image_id, name in sorted(inst.images.items(), key=lambda kv: kv[1]):
-            if name not in on_disk:
-                continue
-            cat = labels[image_id]
-            if cat is None and args.drop_unlabeled:
-                continue
-            cls = BACKGROUND if cat is None else folders[cat]
-            why = rule if cat is not None else ("crowd_only" if image_id in crowd else "no_annotation")
+        for image_id, name, cat, cls, why in split_entries(instances[split], source_dir, args, folders, warn):
             source = os.path.join(source_dir, name)
             if split == "train":
                 add((os.path.join(top["train"], cls, name), source))
@@ -124,11 +154,7 @@ def make_plan(args: argparse.Namespace, warn=lambda m: print(m, file=sys.stderr)
                 add((os.path.join(top["val_cls"], cls, name), source))
             counts[split][cls] += 1
             rows.append((split, image_id, name, "" if cat is None else cat, cls, why))
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(MANIFEST_FIELDS)
-    writer.writerows(rows)
-    plan.texts.append((os.path.join(out, "manifest.csv"), text.getvalue()))
+    plan.texts.append((os.path.join(out, "manifest.csv"), manifest_text(rows)))
     return plan, counts
 
 

@@ -126,6 +126,19 @@ def build_parser():
     return parser
 
 
+def output_folder(out_path, in_path):
+    """The absolute output folder as a Path; DatasetError if it is a file or lies inside ``in_path``."""
+    out_path = Path(os.path.abspath(out_path))
+    if os.path.lexists(out_path) and not out_path.is_dir():
+        raise DatasetError("output path exists and is not a directory: %s" % out_path)
+    real_out = out_path.resolve()
+    if real_out == in_path or in_path in real_out.parents:
+        raise DatasetError(
+            "output path %s must not lie inside the input folder %s" % (out_path, in_path)
+        )
+    return out_path
+
+
 def make_plan(args):
     """Validate the input and return the Plan plus summary figures; raises DatasetError."""
     if not os.path.isdir(args.in_path):
@@ -154,15 +167,7 @@ def make_plan(args):
     check_images_present(val_dir, val_names, "validation-split")
     check_images_present(val_dir, test_names, "test-split (%s)" % TEST_INDS_PATH.name)
 
-    out_path = Path(os.path.abspath(args.out_path))
-    if os.path.lexists(out_path) and not out_path.is_dir():
-        raise DatasetError("output path exists and is not a directory: %s" % out_path)
-    real_out = out_path.resolve()
-    if real_out == in_path or in_path in real_out.parents:
-        raise DatasetError(
-            "output path %s must not lie inside the input folder %s" % (out_path, in_path)
-        )
-
+    out_path = output_folder(args.out_path, in_path)
     plan = Plan()
     small = selected[:NUM_TRAIN_SMALL]
     plan.link_dirs.append((str(out_path / "train_small"), {c: str(train_dir / c) for c in small}, NUM_CLASSES_HINT))

@@ -57,98 +57,25 @@ write is atomic). Errors are one line on stderr.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.datasets import ImageFolderDataset, IndexedSubset, SkipLog, collate_skip_bad, eval_subset
 from data.transforms import eval_transform
+from evaluation.intrinsic import METRICS, SAMPLE_PS, VISUALS, ImageResult, evaluate_images, image_id, summarise
 from models import create_model
 from options.test_options import TestOptions
 from util import metrics
 from util.checkpoint import CheckpointError
 from util.fileio import atomic_write_text
-from util.hints import ColorizationBatch, cat_batches, get_colorization_data
 from util.html import HTML
-from util.image import save_image, to_uint8
+from util.image import save_image
 from util.runtime import resolve_device, save_options, seed_everything
-
-#: Hint settings of the original test.py: geometric hint counts with mean 0, 7 and 31.
-SAMPLE_PS = (1.0, 0.125, 0.03125)
-#: Visuals on the page, in the original's order.
-VISUALS = ("gray", "hint", "hint_ab", "fake_entr", "real", "fake_reg", "real_ab", "fake_ab_reg")
-#: Keys of the per-image metrics, in the order they are written, with their meaning.
-METRICS = {
-    "psnr": "dB, uint8 (truncated) real vs fake_reg, as the original; null = identical images (+inf)",
-    "ssim": f"skimage SSIM, uint8 RGB, {metrics.SSIM_WIN_SIZE}x{metrics.SSIM_WIN_SIZE} uniform window, "
-            "data_range 255",
-    "colorfulness": "Hasler & Suesstrunk 2003 of fake_reg, signed opponent channels, uint8 scale",
-    "saturation": "mean HSV saturation of fake_reg, [0, 1]",
-    "colorfulness_real": "Hasler & Suesstrunk 2003 of real",
-    "saturation_real": "mean HSV saturation of real, [0, 1]",
-    "auc": f"area under the cumulative ab-error curve, thresholds 0..{metrics.AUC_MAX_THRESHOLD} "
-           "(ECCV16), [0, 1]",
-    "ciede2000": "mean CIEDE2000 difference real vs fake_reg",
-    "entropy": "mean entropy of the predicted 529-bin distribution, nats",
-}
-
-
-def image_id(index: int, sample_p: float) -> str:
-    """The original's anchor and file prefix of (image, setting): ``%08d_%.3f`` with '.' -> 'p'."""
-    return ("%08d_%.3f" % (index, sample_p)).replace(".", "p")
-
-
-def hint_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
-    """The hint RNG of image ``index``: a generator on ``device`` seeded from (seed, index)."""
-    state = np.random.SeedSequence([seed % 2**64, index]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state))
-
-
-def hinted_batch(rgb: torch.Tensor, sample_p: float, generators: Sequence[torch.Generator], opt) -> ColorizationBatch:
-    """get_colorization_data (no grayscale filter) image by image, each with its own generator, stacked."""
-    parts = [get_colorization_data(rgb[i:i + 1], ab_thresh=0.0, p=sample_p, sample_Ps=opt.sample_Ps,
-                                   l_cent=opt.l_cent, l_norm=opt.l_norm, ab_norm=opt.ab_norm,
-                                   mask_cent=opt.mask_cent, generator=g)
-             for i, g in enumerate(generators)]
-    return cat_batches(parts)
-
-
-def image_metrics(real: np.ndarray, fake: np.ndarray, entropy: torch.Tensor) -> List[Dict[str, float]]:
-    """Every metric of METRICS per image: real, fake N x H x W x 3 uint8; entropy N values (nats)."""
-    lab_real, lab_fake = metrics.uint8_to_lab(real), metrics.uint8_to_lab(fake)
-    columns = {
-        "psnr": metrics.psnr_uint8(real, fake),
-        "ssim": metrics.ssim_uint8(real, fake),
-        "colorfulness": metrics.colorfulness_uint8(fake),
-        "saturation": metrics.mean_hsv_saturation_uint8(fake),
-        "colorfulness_real": metrics.colorfulness_uint8(real),
-        "saturation_real": metrics.mean_hsv_saturation_uint8(real),
-        "auc": metrics.ab_error_auc(lab_fake[..., 1:], lab_real[..., 1:]),
-        "ciede2000": metrics.mean_ciede2000(lab_real, lab_fake),
-        "entropy": entropy.double().cpu().numpy(),
-    }
-    return [{key: float(columns[key][i]) for key in METRICS} for i in range(real.shape[0])]
-
-
-def json_number(value: float) -> Optional[float]:
-    """A float for strict JSON: non-finite values (an infinite PSNR, its nan SE) become null."""
-    return value if math.isfinite(value) else None
-
-
-def summarise(sample_p: float, rows: List[dict]) -> dict:
-    """One entry of metrics.json 'settings': mean and SE of each metric over the images, and the images."""
-    entry = {"sample_p": sample_p, "num_images": len(rows)}
-    for key in METRICS:
-        mean, se = metrics.mean_and_se([row[key] for row in rows])
-        entry[key] = {"mean": json_number(mean), "se": json_number(se)}
-    entry["images"] = [{k: (json_number(v) if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
-    return entry
 
 
 def write_json(obj, path: str) -> None:
@@ -193,66 +120,61 @@ def evaluate(opt, parser, dataset: ImageFolderDataset, dataroot: str, model, dev
     save_options(opt, parser, web_dir)
     rows: Dict[float, List[dict]] = {p: [] for p in SAMPLE_PS}
     skip_log = SkipLog()
-    for images, batch_indices, bad_files in tqdm(loader, desc="test", unit="batch", dynamic_ncols=True,
-                                                 file=sys.stdout):
-        skip_log.add(bad_files)
-        if images.shape[0] == 0:
-            continue
-        rgb = images.to(device).float().div_(255.0)
-        batch_indices = batch_indices.tolist()
-        paths = [os.path.relpath(dataset.samples[i][0], dataroot).replace(os.sep, "/") for i in batch_indices]
-        generators = [hint_generator(opt.seed, i, device) for i in batch_indices]
-        results = {}  # sample_p -> (uint8 visuals, per-image metrics)
-        for sample_p in SAMPLE_PS:
-            model.set_input(hinted_batch(rgb, sample_p, generators, opt))
-            model.test(compute_losses=False)
-            visuals = model.get_current_visuals()
-            uint8 = {label: to_uint8(visuals[label]) for label in VISUALS}
-            entropy = metrics.prediction_entropy(model.fake_B_distr)
-            results[sample_p] = (uint8, image_metrics(uint8["real"], uint8["fake_reg"], entropy))
-        for j, (index, path) in enumerate(zip(batch_indices, paths)):  # the page is image-major
-            for sample_p in SAMPLE_PS:
-                uint8, values = results[sample_p]
-                anchor = image_id(index, sample_p)
-                names = [f"{anchor}_{label}.png" for label in VISUALS]
-                for label, name in zip(VISUALS, names):
-                    save_image(uint8[label][j], os.path.join(webpage.get_image_dir(), name))
-                webpage.add_header(f"{anchor}: {path}", anchor=anchor)
-                webpage.add_images(names, list(VISUALS), names, width=opt.display_winsize)
-                webpage.add_text(f"PSNR {values[j]['psnr']:.2f} dB, SSIM {values[j]['ssim']:.4f}")
-                rows[sample_p].append({"path": path, "index": index, **values[j]})
+    bar = tqdm(loader, desc="test", unit="batch", dynamic_ncols=True, file=sys.stdout)
+    for result in evaluate_images(model, bar, opt, device, skip_log):
+        path = os.path.relpath(dataset.samples[result.index][0], dataroot).replace(os.sep, "/")
+        add_section(webpage, result, path, opt.display_winsize)
+        rows[result.sample_p].append({"path": path, "index": result.index, **result.values})
 
-    n_images = len(rows[SAMPLE_PS[0]])
-    if n_images == 0:
+    if not rows[SAMPLE_PS[0]]:
         skip_log.report(web_dir)
         print(f"error: none of the {len(indices)} selected images in {dataroot} could be read", file=sys.stderr)
         return 2
     settings = [summarise(p, rows[p]) for p in SAMPLE_PS]
-    report = {
+    json_path = os.path.join(web_dir, "metrics.json")
+    write_json(metrics_record(opt, dataroot, device, skip_log, settings), json_path)
+    page_path = webpage.save()
+    print_summary(settings, rows)
+    print(f"evaluated {len(rows[SAMPLE_PS[0]])} image(s); page: {page_path}; metrics: {json_path}")
+    skip_log.report(web_dir)
+    return 0
+
+
+def add_section(webpage: HTML, result: ImageResult, path: str, width: int) -> None:
+    """Save the visuals of one (image, setting) to images/ and add its anchored section to the page."""
+    anchor = image_id(result.index, result.sample_p)
+    names = [f"{anchor}_{label}.png" for label in VISUALS]
+    for label, name in zip(VISUALS, names):
+        save_image(result.visuals[label], os.path.join(webpage.get_image_dir(), name))
+    webpage.add_header(f"{anchor}: {path}", anchor=anchor)
+    webpage.add_images(names, list(VISUALS), names, width=width)
+    webpage.add_text(f"PSNR {result.values['psnr']:.2f} dB, SSIM {result.values['ssim']:.4f}")
+
+
+def metrics_record(opt, dataroot: str, device: torch.device, skip_log: SkipLog, settings: List[dict]) -> dict:
+    """The content of metrics.json: the run's settings, the skipped files and ``settings`` (summarise's entries)."""
+    return {
         "name": opt.name, "which_epoch": opt.which_epoch, "dataroot": dataroot, "how_many": opt.how_many,
-        "num_images": n_images, "num_skipped": len(skip_log),
+        "num_images": settings[0]["num_images"], "num_skipped": len(skip_log),
         "skipped": [os.path.relpath(p, dataroot).replace(os.sep, "/") for p in skip_log.paths],
         "loadSize": opt.loadSize, "mask_cent": opt.mask_cent, "sample_Ps": list(opt.sample_Ps), "seed": opt.seed,
         "device": device.type, "metrics": METRICS,
         "settings": settings,
     }
-    json_path = os.path.join(web_dir, "metrics.json")
-    write_json(report, json_path)
-    page_path = webpage.save()
 
-    for p in SAMPLE_PS:  # the original's printout
+
+def print_summary(settings: List[dict], rows: Dict[float, List[dict]]) -> None:
+    """The original's "p=<p>: <mean PSNR>+/-<SE>" lines, then mean +/- SE of every metric, one row each."""
+    for p in SAMPLE_PS:
         mean, se = metrics.mean_and_se([row["psnr"] for row in rows[p]])
         print("p=%.3f: %.2f+/-%.2f" % (p, mean, se))
     print(f"{'metric':<18}" + "".join(f"{'p=%g' % p:>22}" for p in SAMPLE_PS))
-    for key in METRICS:  # mean +/- SE of every metric, one row each
+    for key in METRICS:
         cells = []
         for entry in settings:
             mean, se = entry[key]["mean"], entry[key]["se"]
             cells.append(f"{'inf' if mean is None else f'{mean:.4f}'}+/-{'nan' if se is None else f'{se:.4f}'}")
         print(f"{key:<18}" + "".join(f"{c:>22}" for c in cells))
-    print(f"evaluated {n_images} image(s); page: {page_path}; metrics: {json_path}")
-    skip_log.report(web_dir)
-    return 0
 
 
 if __name__ == "__main__":

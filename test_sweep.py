@@ -42,10 +42,9 @@ from models import create_model
 from options.test_options import TestOptions
 from util.checkpoint import CheckpointError
 from util.fileio import check_writable
-from util.hints import cat_batches
 from util.runtime import resolve_device, seed_everything
-from evaluation.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, plot_sweep,
-                        summarize, sweep_hints, write_csv, write_json, write_sweep_page)
+from evaluation.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, cap_psnr, plot_sweep, run_sweep, summarize,
+                              write_csv, write_json, write_sweep_page)
 
 
 class SweepOptions(TestOptions):
@@ -55,28 +54,6 @@ class SweepOptions(TestOptions):
         parser = super().initialize(parser)
         parser.set_defaults(phase="test", how_many=1000, loadSize=256, sample_Ps=[6])
         return parser
-
-
-def run_sweep(model, loader: DataLoader, device: torch.device, opt, generator: torch.Generator,
-              skip_log: SkipLog):
-    """Sweep every image of ``loader``. Returns (dataset indices evaluated, PSNR array images x 26
-    in dB, uncapped); unreadable files go to ``skip_log``."""
-    done, rows = [], []
-    bar = tqdm(total=len(loader.dataset), desc="sweep", unit="img", dynamic_ncols=True, file=sys.stdout)
-    for images, indices, bad_files in loader:
-        bar.update(skip_log.add(bad_files))
-        if images.shape[0] == 0:
-            continue
-        rgb = images.to(device, non_blocking=True).float().div_(255.0)
-        batch = cat_batches([sweep_hints(rgb[i:i + 1], SWEEP_NUM_POINTS, sample_Ps=opt.sample_Ps,
-                                         mask_cent=opt.mask_cent, l_cent=opt.l_cent, l_norm=opt.l_norm,
-                                         ab_norm=opt.ab_norm, generator=generator) for i in range(rgb.shape[0])])
-        rows.append(batch_psnr(model, batch).reshape(rgb.shape[0], len(SWEEP_NUM_POINTS)))
-        done.extend(indices.tolist())
-        bar.update(images.shape[0])
-    bar.close()
-    psnrs = np.concatenate(rows) if rows else np.zeros((0, len(SWEEP_NUM_POINTS)))
-    return done, psnrs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -104,7 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     skip_log = SkipLog()
     try:
         check_writable(out_dir)  # now, not after a sweep of hours
-        done, raw = run_sweep(model, loader, device, opt, generator, skip_log)
+        bar = tqdm(total=len(indices), desc="sweep", unit="img", dynamic_ncols=True, file=sys.stdout)
+        done, raw = run_sweep(model, loader, device, opt, generator, skip_log, progress=bar.update)
+        bar.close()
         if not done:
             skip_log.report(out_dir)
             print(f"error: none of the {len(indices)} chosen images in {dataroot} could be read", file=sys.stderr)

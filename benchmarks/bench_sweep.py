@@ -8,9 +8,9 @@ run the generator and compute the uint8 PSNRs (evaluation.sweep.batch_psnr). ``b
 of --batch_size images through the network together (26 x batch_size rows per forward pass, what
 test_sweep.py does); ``one_level`` runs one copy per forward pass. The hints come from the same
 seeded generator in both, so the PSNRs must agree up to the summation order of the kernels
-(psnr_max_abs_diff_db). The model is the real one (models.create_model with test_sweep's options,
---amp/--channels_last/--compile as given) holding a seeded random initialisation: speed does not
-depend on the weights. Images are random uint8 noise.
+(psnr_max_abs_diff_db). The model is the real one (models.create_model with test options, 6 x 6
+patches, --amp/--channels_last/--compile as given) holding a seeded random initialisation: speed
+does not depend on the weights. Images are random uint8 noise.
 
 images/s counts source images (26 colorizations each). The modes take turns, --batch_size images
 at a time (--warmup untimed turns each first: they hold torch.compile's compilation, then
@@ -19,6 +19,7 @@ the median over the turns of one_level's time / batched's time. Prints one JSON 
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import os
@@ -32,12 +33,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import benchmark_parser, compare, device_info, emit, paired_seconds  # noqa: E402
+from evaluation.sweep import PAPER_SAMPLE_PS, SWEEP_NUM_POINTS, batch_psnr, cap_psnr, sweep_hints  # noqa: E402
 from models import create_model  # noqa: E402
 from models.networks import define_G  # noqa: E402
-from test_sweep import SweepOptions  # noqa: E402
+from options.test_options import TestOptions  # noqa: E402
 from util.checkpoint import save_network  # noqa: E402
 from util.hints import ColorizationBatch, cat_batches  # noqa: E402
-from evaluation.sweep import SWEEP_NUM_POINTS, batch_psnr, cap_psnr, sweep_hints  # noqa: E402
+
+SPEED_FLAGS = ("amp", "channels_last", "compile")
 
 
 def level(batch: ColorizationBatch, i: int) -> ColorizationBatch:
@@ -45,46 +48,62 @@ def level(batch: ColorizationBatch, i: int) -> ColorizationBatch:
     return ColorizationBatch(*(getattr(batch, f.name)[i:i + 1] for f in dataclasses.fields(batch)))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (test_sweep's --loadSize)")
     parser.add_argument("--batch_size", type=int, default=1, help="images per timed call (batched: per forward pass)")
     parser.add_argument("--batches", type=int, default=4, help="timed calls per mode")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per mode first")
-    for flag in ("amp", "channels_last", "compile"):
+    for flag in SPEED_FLAGS:
         parser.add_argument(f"--{flag}", action="store_true", help=f"the model's --{flag} (both modes)")
     args = parser.parse_args(argv)
     if args.batches < 1 or args.batch_size < 1 or args.warmup < 0:
         parser.error("--batches and --batch_size must be at least 1, --warmup at least 0")
     if args.size < 16 or args.size % 8:
         parser.error(f"--size must be a multiple of 8 and at least 16 (got {args.size})")
-    device = args.device
-    flags = [f"--{flag}" for flag in ("amp", "channels_last", "compile") if getattr(args, flag)]
+    return args
 
+
+def build_model(args: argparse.Namespace):
+    """(opt, model): a seeded random-init generator saved and loaded back by models.create_model
+    with test_sweep's hint patches and the benchmark's size, batch size and speed flags."""
+    flags = [f"--{flag}" for flag in SPEED_FLAGS if getattr(args, flag)]
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         torch.manual_seed(0)
         save_network(define_G(), os.path.join(tmp, "bench", "latest_net_G.pth"))
-        opt = SweepOptions().parse(["--name", "bench", "--checkpoints_dir", tmp, "--gpu_ids", "-1",
-                                    "--loadSize", str(args.size), "--batch_size", str(args.batch_size), *flags])
-        model = create_model(opt, device)
+        opt = TestOptions().parse(["--name", "bench", "--checkpoints_dir", tmp, "--gpu_ids", "-1",
+                                   "--sample_Ps", *map(str, PAPER_SAMPLE_PS), "--loadSize", str(args.size),
+                                   "--batch_size", str(args.batch_size), *flags])
+        return opt, create_model(opt, args.device)
+
+
+def hinted(opt, images: torch.Tensor, generator: torch.Generator, index: int) -> ColorizationBatch:
+    """The 26 hinted copies of images[index] (uint8 3 x H x W), hints from ``generator``."""
+    rgb = images[index:index + 1].float().div_(255.0)
+    return sweep_hints(rgb, SWEEP_NUM_POINTS, sample_Ps=opt.sample_Ps, mask_cent=opt.mask_cent, generator=generator)
+
+
+def batched(model, images: torch.Tensor, generator: torch.Generator, indices: range) -> List[float]:
+    """PSNRs (dB) of the images ``indices``, all their copies in one forward pass."""
+    return batch_psnr(model, cat_batches([hinted(model.opt, images, generator, i) for i in indices])).tolist()
+
+
+def one_level(model, images: torch.Tensor, generator: torch.Generator, indices: range) -> List[float]:
+    """The same PSNRs as batched, one copy per forward pass."""
+    out = []
+    for i in indices:
+        batch = hinted(model.opt, images, generator, i)
+        out.extend(float(batch_psnr(model, level(batch, j))[0]) for j in range(batch.A.shape[0]))
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    device = args.device
+    opt, model = build_model(args)
     total = (args.warmup + args.batches) * args.batch_size
     torch.manual_seed(1)
     images = torch.randint(0, 256, (total, 3, args.size, args.size), dtype=torch.uint8).to(device)
-
-    def hinted(generator, index: int) -> ColorizationBatch:
-        rgb = images[index:index + 1].float().div_(255.0)
-        return sweep_hints(rgb, SWEEP_NUM_POINTS, sample_Ps=opt.sample_Ps, mask_cent=opt.mask_cent,
-                           generator=generator)
-
-    def batched(generator, indices: range) -> List[float]:
-        return batch_psnr(model, cat_batches([hinted(generator, i) for i in indices])).tolist()
-
-    def one_level(generator, indices: range) -> List[float]:
-        out = []
-        for i in indices:
-            batch = hinted(generator, i)
-            out.extend(float(batch_psnr(model, level(batch, j))[0]) for j in range(batch.A.shape[0]))
-        return out
 
     # Each mode sweeps the same images in the same order from its own generator: the same hints.
     chunks = [range(start, start + args.batch_size) for start in range(0, total, args.batch_size)]
@@ -93,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def next_chunk(mode: str, run) -> Callable[[], None]:
         todo = iter(chunks)
         generator = torch.Generator(device=device).manual_seed(0)
-        return lambda: psnrs[mode].extend(run(generator, next(todo)))
+        return lambda: psnrs[mode].extend(run(model, images, generator, next(todo)))
 
     figures = compare("sweep_batched", "sweep_one_level", *paired_seconds(
         next_chunk("batched", batched), next_chunk("one_level", one_level), device, args.batches, args.warmup),

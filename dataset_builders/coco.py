@@ -52,6 +52,17 @@ def load_instances(path: str) -> Instances:
     """Read and validate an instances JSON file; raises CocoError (one line) for a missing file,
     bad JSON, a missing or mistyped required field, duplicate ids, a file name with a folder in
     it, or an annotation that points at an unknown image or category."""
+    data = _read_json(path)
+    for key, fields in _FIELDS.items():
+        _check_records(path, data, key, fields)
+    images = _index_images(path, data["images"])
+    categories = _index_categories(path, data["categories"])
+    _check_annotations(path, data["annotations"], images, categories)
+    return Instances(path, images, dict(sorted(categories.items())), data["annotations"])
+
+
+def _read_json(path: str) -> dict:
+    """The JSON object in ``path``; CocoError for a missing file, bad JSON or another top-level type."""
     if not os.path.isfile(path):
         raise CocoError(f"annotation file not found: {path}")
     try:
@@ -61,30 +72,43 @@ def load_instances(path: str) -> Instances:
         raise CocoError(f"{path}: not a valid JSON file ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise CocoError(f"{path}: expected a JSON object with images, annotations and categories")
-    for key, fields in _FIELDS.items():
-        records = data.get(key)
-        if not isinstance(records, list):
-            raise CocoError(f"{path}: missing top-level list '{key}'")
-        for i, record in enumerate(records):
-            if not isinstance(record, dict):
-                raise CocoError(f"{path}: {key}[{i}] is not an object")
-            for name, kind in fields:
-                value = record.get(name)
-                if value is None:
-                    raise CocoError(f"{path}: {key}[{i}] has no '{name}'")
-                if isinstance(value, bool) or not isinstance(value, kind):
-                    raise CocoError(f"{path}: {key}[{i}].{name} has the wrong type ({value!r})")
+    return data
 
+
+def _check_records(path: str, data: dict, key: str, fields) -> None:
+    """data[key] is a list of objects, each with every (name, type) of ``fields``; else CocoError."""
+    records = data.get(key)
+    if not isinstance(records, list):
+        raise CocoError(f"{path}: missing top-level list '{key}'")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise CocoError(f"{path}: {key}[{i}] is not an object")
+        for name, kind in fields:
+            value = record.get(name)
+            if value is None:
+                raise CocoError(f"{path}: {key}[{i}] has no '{name}'")
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise CocoError(f"{path}: {key}[{i}].{name} has the wrong type ({value!r})")
+
+
+def _index_images(path: str, records: List[dict]) -> Dict[int, str]:
+    """image id -> file name; CocoError for a duplicate id or a name that is not a plain file name."""
     images: Dict[int, str] = {}
-    for i, record in enumerate(data["images"]):
+    for i, record in enumerate(records):
         name = record["file_name"]
         if record["id"] in images:
             raise CocoError(f"{path}: image id {record['id']} appears twice (images[{i}])")
         if not name or name in (".", "..") or "/" in name or os.sep in name:
             raise CocoError(f"{path}: images[{i}].file_name {name!r} is not a plain file name")
         images[record["id"]] = name
+    return images
+
+
+def _index_categories(path: str, records: List[dict]) -> Dict[int, str]:
+    """category id -> name, in file order; CocoError for a duplicate, an id < 1, a name that cannot
+    be a folder name, or no category at all."""
     categories: Dict[int, str] = {}
-    for i, record in enumerate(data["categories"]):
+    for i, record in enumerate(records):
         name = record["name"]
         if record["id"] in categories:
             raise CocoError(f"{path}: category id {record['id']} appears twice (categories[{i}])")
@@ -94,7 +118,13 @@ def load_instances(path: str) -> Instances:
         categories[record["id"]] = name
     if not categories:
         raise CocoError(f"{path}: no categories")
-    for i, ann in enumerate(data["annotations"]):
+    return categories
+
+
+def _check_annotations(path: str, annotations: List[dict], images: Dict[int, str],
+                       categories: Dict[int, str]) -> None:
+    """Every annotation names a known image and category, with iscrowd 0 or 1 and area >= 0."""
+    for i, ann in enumerate(annotations):
         if ann["image_id"] not in images:
             raise CocoError(f"{path}: annotations[{i}] (id {ann['id']}) refers to image_id {ann['image_id']}, "
                             "which is not in images")
@@ -103,7 +133,6 @@ def load_instances(path: str) -> Instances:
                             f"{ann['category_id']}, which is not in categories")
         if ann["iscrowd"] not in (0, 1) or ann["area"] < 0:
             raise CocoError(f"{path}: annotations[{i}] (id {ann['id']}) needs iscrowd 0 or 1 and area >= 0")
-    return Instances(path, images, dict(sorted(categories.items())), data["annotations"])
 
 
 def class_folder(category_id: int, name: str) -> str:

@@ -50,71 +50,75 @@ class Plan:
 
     def check(self) -> Tuple[int, int]:
         """Raise LayoutError for the first thing in the way; return (to create, present)."""
-        conflicts: List[str] = []
-        to_create = 0
-        present = 0
+        tally = _Tally()
+        self._check_dirs(tally)
+        for path, links, hint in self.link_dirs:
+            self._check_link_dir(tally, path, links, hint)
+        for entry in self.links:
+            self._check_link(tally, entry)
+        for path, source in self.copies:
+            self._check_copy(tally, path, source)
+        for path, text in self.texts:
+            self._check_text(tally, path, text)
+        tally.conflicts += self._foreign_entries()
+        if tally.conflicts:
+            extra = len(tally.conflicts) - 1
+            more = " (and %d more conflict%s)" % (extra, "s" * (extra > 1)) if extra else ""
+            raise LayoutError(tally.conflicts[0] + more + "; nothing was modified")
+        return tally.to_create, tally.present
+
+    def _check_dirs(self, tally: _Tally) -> None:
         for d in self.dirs:
             if os.path.lexists(d) and not os.path.isdir(d):
-                conflicts.append("%s exists and is not a directory" % d)
-        for path, links, hint in self.link_dirs:
-            if not os.path.lexists(path):
-                to_create += len(links)
-                continue
-            if os.path.islink(path) or not os.path.isdir(path):
-                conflicts.append("%s exists and is not a directory of class links (%s)" % (path, hint))
-                continue
-            existing = set(os.listdir(path))
-            if existing != set(links):
-                conflicts.append("%s already holds a different set of classes (%d entries, expected %d; %s)"
-                                 % (path, len(existing), len(links), hint))
-                continue
-            for name, target in sorted(links.items()):
-                problem = self._link_problem(os.path.join(path, name), target)
-                if problem:
-                    conflicts.append(problem)
-                else:
-                    present += 1
-        for entry in self.links:
-            path, target = entry[0], entry[1]
-            if not os.path.lexists(path):
-                to_create += 1
-                continue
-            problem = self._link_problem(path, target)
-            if problem:
-                if len(entry) > 2 and os.path.isdir(path):
-                    problem += " (%s)" % entry[2]
-                conflicts.append(problem)
-            else:
-                present += 1
-        for path, source in self.copies:
-            if not os.path.lexists(path):
-                to_create += 1
-            elif os.path.islink(path) or not os.path.isfile(path):
-                conflicts.append("%s is in the way (expected a copy of %s, not a link or folder%s)"
-                                 % (path, source, "; was it made without --copy?" if os.path.islink(path) else ""))
-            elif os.path.getsize(path) != os.path.getsize(source):
-                conflicts.append("%s is in the way (a different file from %s)" % (path, source))
-            else:
-                present += 1
-        for path, text in self.texts:
-            if not os.path.lexists(path):
-                to_create += 1
-                continue
-            try:
-                with open(path, encoding="utf-8", newline="") as f:
-                    same = f.read() == text
-            except (OSError, UnicodeDecodeError):
-                same = False
-            if same:
-                present += 1
-            else:
-                conflicts.append("%s differs from what these options give (%s)" % (path, self.hint))
-        conflicts += self._foreign_entries()
-        if conflicts:
-            extra = len(conflicts) - 1
-            more = " (and %d more conflict%s)" % (extra, "s" * (extra > 1)) if extra else ""
-            raise LayoutError(conflicts[0] + more + "; nothing was modified")
-        return to_create, present
+                tally.conflicts.append("%s exists and is not a directory" % d)
+
+    def _check_link_dir(self, tally: _Tally, path: str, links: Dict[str, str], hint: str) -> None:
+        if not os.path.lexists(path):
+            tally.to_create += len(links)
+            return
+        if os.path.islink(path) or not os.path.isdir(path):
+            tally.conflicts.append("%s exists and is not a directory of class links (%s)" % (path, hint))
+            return
+        existing = set(os.listdir(path))
+        if existing != set(links):
+            tally.conflicts.append("%s already holds a different set of classes (%d entries, expected %d; %s)"
+                                   % (path, len(existing), len(links), hint))
+            return
+        for name, target in sorted(links.items()):
+            tally.add(self._link_problem(os.path.join(path, name), target))
+
+    def _check_link(self, tally: _Tally, entry: Tuple) -> None:
+        path, target = entry[0], entry[1]
+        if not os.path.lexists(path):
+            tally.to_create += 1
+            return
+        problem = self._link_problem(path, target)
+        if problem and len(entry) > 2 and os.path.isdir(path):
+            problem += " (%s)" % entry[2]
+        tally.add(problem)
+
+    @staticmethod
+    def _check_copy(tally: _Tally, path: str, source: str) -> None:
+        if not os.path.lexists(path):
+            tally.to_create += 1
+        elif os.path.islink(path) or not os.path.isfile(path):
+            tally.add("%s is in the way (expected a copy of %s, not a link or folder%s)"
+                      % (path, source, "; was it made without --copy?" if os.path.islink(path) else ""))
+        elif os.path.getsize(path) != os.path.getsize(source):
+            tally.add("%s is in the way (a different file from %s)" % (path, source))
+        else:
+            tally.add(None)
+
+    def _check_text(self, tally: _Tally, path: str, text: str) -> None:
+        if not os.path.lexists(path):
+            tally.to_create += 1
+            return
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                same = f.read() == text
+        except (OSError, UnicodeDecodeError):
+            same = False
+        tally.add(None if same else "%s differs from what these options give (%s)" % (path, self.hint))
 
     def _foreign_entries(self) -> List[str]:
         """Entries of the owned directories that this plan would not create."""
@@ -156,10 +160,9 @@ class Plan:
         for d in self.dirs:
             os.makedirs(d, exist_ok=True)
         for d in self.owned:
-            if os.path.isdir(d):
-                for name in os.listdir(d):
-                    if self._is_leftover(name):
-                        _remove_leftover(os.path.join(d, name))
+            for name in (os.listdir(d) if os.path.isdir(d) else []):
+                if self._is_leftover(name):
+                    _remove_leftover(os.path.join(d, name))
         for path, links, _hint in self.link_dirs:
             if os.path.lexists(path):
                 self.present += len(links)
@@ -186,6 +189,22 @@ class Plan:
             else:
                 atomic_write_text(path, text)
                 self.created += 1
+
+
+class _Tally:
+    """What Plan.check found so far: conflicts (one line each, in plan order) and entry counts."""
+
+    def __init__(self):
+        self.conflicts: List[str] = []
+        self.to_create = 0
+        self.present = 0
+
+    def add(self, problem: Optional[str]) -> None:
+        """An existing entry: a conflict when ``problem`` is a description, else one present."""
+        if problem:
+            self.conflicts.append(problem)
+        else:
+            self.present += 1
 
 
 def _remove_leftover(path: str) -> None:

@@ -296,51 +296,14 @@ def stylize_folder(model: AdaIN, device: torch.device, content_dir: str, style_d
     """
     start = time.time()
     content_dir, style_dir, output_dir = (os.path.abspath(p) for p in (content_dir, style_dir, output_dir))
-    for what, folder in (("content", content_dir), ("style", style_dir)):
-        if not os.path.isdir(folder):
-            raise StylizeError(f"{what} folder not found: {folder}")
-    real_out, real_content = os.path.realpath(output_dir), os.path.realpath(content_dir)
-    if real_out == real_content or real_out.startswith(real_content + os.sep):
-        raise StylizeError(f"--output_dir {output_dir} must not be inside --content_dir {content_dir} "
-                           "(a rerun would stylize the outputs)")
-    shown = " ".join(extensions)
-    contents = find_files(content_dir, extensions)
-    styles = find_files(style_dir, extensions)
-    if not contents:
-        raise StylizeError(f"no content images in {content_dir} (extensions, case-sensitive: {shown})")
-    if len(styles) < settings.num_styles:
-        raise StylizeError(f"--num_styles {settings.num_styles} but {style_dir} holds {len(styles)} style image(s) "
-                           f"(extensions, case-sensitive: {shown})")
-    unsaveable = sorted({PurePosixPath(c).suffix for c in contents
-                         if Image.registered_extensions().get(PurePosixPath(c).suffix.lower()) not in Image.SAVE})
-    if unsaveable:
-        raise StylizeError(f"PIL cannot write {', '.join(unsaveable)} files (outputs keep the content's suffix); "
-                           "leave that extension out of --extensions")
-    stems: Dict[str, str] = {}
-    for s in styles:
-        stem = PurePosixPath(s).stem
-        if stem in stems:
-            warn(f"warning: style images {stems[stem]} and {s} share the stem '{stem}': a content image that "
-                 "draws both gets one output for them")
-            break
-        stems[stem] = s
-
+    contents, styles = _find_inputs(content_dir, style_dir, output_dir, settings.num_styles, extensions, warn)
     manifest_path = os.path.join(output_dir, MANIFEST_NAME)
     assignment = assign_styles(contents, styles, settings.num_styles, settings.seed)
     recorded = check_resume(read_manifest(manifest_path), settings, assignment, manifest_path)
     write_manifest(manifest_path, settings, content_dir, style_dir, recorded, finished=False)
 
     report = Report()
-    todo: Dict[str, List[Tuple[str, str]]] = {}  # content -> [(style, output path)] still to write
-    for content, chosen in assignment.items():
-        outputs = {output_name(content, s): s for s in chosen}  # a shared style stem gives one output
-        for out_rel, style in outputs.items():
-            path = os.path.join(output_dir, *out_rel.split("/"))
-            if is_done(path):
-                report.already_done += 1
-            else:
-                todo.setdefault(content, []).append((style, path))
-
+    todo = _outputs_to_write(assignment, output_dir, report)
     # the output folders hold only this tool's files: every temporary in them is a killed run's
     remove_stale_temporaries({os.path.dirname(path) for pairs in todo.values() for _, path in pairs})
     with torch.inference_mode(), no_decompression_bomb_limit():
@@ -353,15 +316,76 @@ def stylize_folder(model: AdaIN, device: torch.device, content_dir: str, style_d
         finally:
             saver.close()
 
-    skipped = [p for p, _ in report.skipped_contents] + [p for p, _ in report.skipped_styles]
-    skipped_path = os.path.join(output_dir, SKIPPED_NAME)
-    if skipped:
-        atomic_write_text(skipped_path, "".join(p + "\n" for p in skipped))
-    elif os.path.exists(skipped_path):
-        os.unlink(skipped_path)  # everything listed there has been done since
+    _write_skipped(os.path.join(output_dir, SKIPPED_NAME), report)
     report.seconds = time.time() - start
     write_manifest(manifest_path, settings, content_dir, style_dir, recorded, finished=True, report=report)
     return report
+
+
+def _find_inputs(content_dir: str, style_dir: str, output_dir: str, num_styles: int, extensions: Sequence[str],
+                 warn: Callable[[str], None]) -> Tuple[List[str], List[str]]:
+    """(content files, style files), relative to their folders (find_files). Raises StylizeError
+    for a missing folder, an output folder inside the contents, no content, fewer than
+    ``num_styles`` styles, or a content suffix PIL cannot write; warns once about two styles with
+    one stem (they would give one output name)."""
+    for what, folder in (("content", content_dir), ("style", style_dir)):
+        if not os.path.isdir(folder):
+            raise StylizeError(f"{what} folder not found: {folder}")
+    real_out, real_content = os.path.realpath(output_dir), os.path.realpath(content_dir)
+    if real_out == real_content or real_out.startswith(real_content + os.sep):
+        raise StylizeError(f"--output_dir {output_dir} must not be inside --content_dir {content_dir} "
+                           "(a rerun would stylize the outputs)")
+    shown = " ".join(extensions)
+    contents = find_files(content_dir, extensions)
+    styles = find_files(style_dir, extensions)
+    if not contents:
+        raise StylizeError(f"no content images in {content_dir} (extensions, case-sensitive: {shown})")
+    if len(styles) < num_styles:
+        raise StylizeError(f"--num_styles {num_styles} but {style_dir} holds {len(styles)} style image(s) "
+                           f"(extensions, case-sensitive: {shown})")
+    unsaveable = sorted({PurePosixPath(c).suffix for c in contents
+                         if Image.registered_extensions().get(PurePosixPath(c).suffix.lower()) not in Image.SAVE})
+    if unsaveable:
+        raise StylizeError(f"PIL cannot write {', '.join(unsaveable)} files (outputs keep the content's suffix); "
+                           "leave that extension out of --extensions")
+    _warn_shared_stem(styles, warn)
+    return contents, styles
+
+
+def _warn_shared_stem(styles: Sequence[str], warn: Callable[[str], None]) -> None:
+    """Warn about the first two style files with one stem: a content image drawing both gets one output."""
+    stems: Dict[str, str] = {}
+    for s in styles:
+        stem = PurePosixPath(s).stem
+        if stem in stems:
+            warn(f"warning: style images {stems[stem]} and {s} share the stem '{stem}': a content image that "
+                 "draws both gets one output for them")
+            return
+        stems[stem] = s
+
+
+def _outputs_to_write(assignment: Dict[str, List[str]], output_dir: str,
+                      report: Report) -> Dict[str, List[Tuple[str, str]]]:
+    """content -> [(style, output path)] still to write; the outputs already done are counted in ``report``."""
+    todo: Dict[str, List[Tuple[str, str]]] = {}
+    for content, chosen in assignment.items():
+        outputs = {output_name(content, s): s for s in chosen}  # a shared style stem gives one output
+        for out_rel, style in outputs.items():
+            path = os.path.join(output_dir, *out_rel.split("/"))
+            if is_done(path):
+                report.already_done += 1
+            else:
+                todo.setdefault(content, []).append((style, path))
+    return todo
+
+
+def _write_skipped(path: str, report: Report) -> None:
+    """The skipped content and style files, one absolute path a line; none: remove an earlier list."""
+    skipped = [p for p, _ in report.skipped_contents] + [p for p, _ in report.skipped_styles]
+    if skipped:
+        atomic_write_text(path, "".join(p + "\n" for p in skipped))
+    elif os.path.exists(path):
+        os.unlink(path)  # everything listed there has been done since
 
 
 def _style_statistics(model, device, style_dir, needed, settings, report, progress, warn):

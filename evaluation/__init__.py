@@ -1,1 +1,1 @@
-"""Evaluation protocols: PSNR against the number of hints (sweep.py)."""
+"""Evaluation protocols: the metrics of test.py (intrinsic.py) and PSNR against the number of hints (sweep.py)."""

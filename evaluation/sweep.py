@@ -16,15 +16,16 @@ import csv
 import io
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from data.datasets import SkipLog
 from util.fileio import atomic_savefig, atomic_write_text
 from util.color import AB_NORM, L_CENT, L_NORM, lab_norm2rgb
-from util.hints import ColorizationBatch, get_colorization_data
+from util.hints import ColorizationBatch, cat_batches, get_colorization_data
 from util.image import to_uint8
 from util.metrics import psnr_uint8
 
@@ -39,6 +40,8 @@ AUTO_X = 0.4
 #: touches (near-)perfect reconstructions and keeps every mean, CSV, JSON and plot finite.
 PSNR_CAP_DB = 100.0
 CSV_HEADER = ("num_points", "psnr_mean", "psnr_se")
+#: The paper's hint patch sizes (6 x 6), test_sweep.py's default --sample_Ps.
+PAPER_SAMPLE_PS = (6,)
 #: Colours of the plotted models: matplotlib's tab10 without red, which marks the reference.
 CURVE_COLOURS = tuple(f"tab:{c}" for c in ("blue", "orange", "green", "purple", "brown", "pink", "gray", "olive",
                                              "cyan"))
@@ -158,6 +161,31 @@ def batch_psnr(model, batch: ColorizationBatch) -> np.ndarray:
     return psnr_uint8(to_uint8(real), to_uint8(fake))
 
 
+def run_sweep(model, loader: Iterable, device: torch.device, opt, generator: torch.Generator, skip_log: SkipLog,
+              progress: Callable[[int], object] = lambda n: None) -> Tuple[List[int], np.ndarray]:
+    """Sweep every image of ``loader`` (data.datasets.IndexedSubset batches collated by
+    collate_skip_bad: uint8 images, dataset indices, unreadable files, which go to ``skip_log``).
+
+    Hints for all images come from ``generator``, drawn image by image; opt: the model's Lab and
+    hint options. progress(n) is called with the number of files read or skipped after each batch.
+    Returns (dataset indices evaluated, PSNR array images x 26 in dB, uncapped).
+    """
+    done, rows = [], []
+    for images, indices, bad_files in loader:
+        progress(skip_log.add(bad_files))
+        if images.shape[0] == 0:
+            continue
+        rgb = images.to(device, non_blocking=True).float().div_(255.0)
+        batch = cat_batches([sweep_hints(rgb[i:i + 1], SWEEP_NUM_POINTS, sample_Ps=opt.sample_Ps,
+                                         mask_cent=opt.mask_cent, l_cent=opt.l_cent, l_norm=opt.l_norm,
+                                         ab_norm=opt.ab_norm, generator=generator) for i in range(rgb.shape[0])])
+        rows.append(batch_psnr(model, batch).reshape(rgb.shape[0], len(SWEEP_NUM_POINTS)))
+        done.extend(indices.tolist())
+        progress(images.shape[0])
+    psnrs = np.concatenate(rows) if rows else np.zeros((0, len(SWEEP_NUM_POINTS)))
+    return done, psnrs
+
+
 # -- presentation ---------------------------------------------------------------------------------
 def plot_sweep(curves: Sequence[Curve], path: str, *, reference: bool = True, title: Optional[str] = None,
                xlabel: str = "Number of hints") -> str:
@@ -204,6 +232,8 @@ def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[i
 
     ref_points, ref_mean, ref_se = load_reference()
     ref = {n: (m, s) for n, m, s in zip(ref_points, ref_mean, ref_se)}
+    headings = ("hints", f"{label} [dB]", f"{REFERENCE_LABEL} [dB]", "difference [dB]")
+    rows = [tr(*map(td, level_cells(n, m, s, ref.get(int(n))))) for n, m, s in zip(num_points, mean, se)]
     doc = dominate.document(title=title)
     with doc:
         h3(title)
@@ -213,19 +243,16 @@ def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[i
           "hints (resources/psnrs_siggraph.npy).")
         img(src=image, style="max-width: 100%; width: 700px;", alt="PSNR against the number of hints")
         p(a("sweep.csv", href="sweep.csv"), " · ", a("sweep.json", href="sweep.json"))
-        with table(border=1, style="border-collapse: collapse; text-align: right;", cellpadding=4):
-            with thead():
-                with tr():
-                    for heading in ("hints", f"{label} [dB]", f"{REFERENCE_LABEL} [dB]", "difference [dB]"):
-                        th(heading)
-            with tbody():
-                for n, m, s in zip(num_points, mean, se):
-                    r = ref.get(int(n))
-                    with tr():
-                        td("Auto (0)" if n == 0 else str(int(n)))
-                        td(f"{m:.2f} ± {s:.2f}")
-                        td(f"{r[0]:.2f} ± {r[1]:.2f}" if r else "n/a")
-                        td(f"{m - r[0]:+.2f}" if r else "n/a")
+        table(thead(tr(*map(th, headings))), tbody(*rows), border=1,
+              style="border-collapse: collapse; text-align: right;", cellpadding=4)
     path = os.path.join(folder, "index.html")
     atomic_write_text(path, doc.render())
     return path
+
+
+def level_cells(num_points: int, mean: float, se: float, reference: Optional[Tuple[float, float]]) -> List[str]:
+    """The sweep page's table row of one level: hints, this model's and the reference's mean +- SE
+    (dB), and the difference of the means; 'n/a' without a reference value."""
+    return ["Auto (0)" if num_points == 0 else str(int(num_points)), f"{mean:.2f} ± {se:.2f}",
+            f"{reference[0]:.2f} ± {reference[1]:.2f}" if reference else "n/a",
+            f"{mean - reference[0]:+.2f}" if reference else "n/a"]

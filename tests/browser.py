@@ -4,6 +4,7 @@ Needs Debian's chromium (``apt-get install chromium``; .ci/run installs it) and 
 playwright (requirements-dev.txt), which drives the system browser: no browser download.
 Tests call :func:`check_page`; without Chromium they are skipped with the reason.
 """
+import contextlib
 import os
 import pathlib
 import shutil
@@ -16,10 +17,11 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync"]
 
 
-def check_page(path):
-    """Load ``path`` (a local HTML file) and return (images, errors).
+@contextlib.contextmanager
+def open_page(path, viewport=None):
+    """A headless Chromium page showing ``path`` (a local HTML file), loaded; yields (page, errors).
 
-    images: [(src, naturalWidth)] for every <img> once the page has loaded; errors: console
+    viewport: {"width": px, "height": px}, or None for playwright's default. errors: console
     messages of type 'error' and uncaught page errors. Skips the calling test if no browser.
     """
     if CHROMIUM is None:
@@ -28,16 +30,35 @@ def check_page(path):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport=viewport)
             errors = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(pathlib.Path(path).resolve().as_uri(), wait_until="load")
-            images = page.evaluate(
-                "Array.from(document.images).map(i => [i.getAttribute('src'), i.complete ? i.naturalWidth : 0])")
+            yield page, errors
         finally:
             browser.close()
-    return [tuple(i) for i in images], errors
+
+
+def loaded_images(page):
+    """[(src, naturalWidth)] for every <img> of a loaded page (0 for one that did not load)."""
+    images = page.evaluate(
+        "Array.from(document.images).map(i => [i.getAttribute('src'), i.complete ? i.naturalWidth : 0])")
+    return [tuple(i) for i in images]
+
+
+def check_page(path):
+    """Load ``path`` (a local HTML file) and return (images, errors): see loaded_images and open_page."""
+    with open_page(path) as (page, errors):
+        return loaded_images(page), errors
+
+
+def page_width(path, width, height):
+    """Open ``path`` in a width x height window; return (document width, window width, images) in
+    CSS px: document.scrollingElement.scrollWidth, window.innerWidth and loaded_images."""
+    with open_page(path, viewport={"width": width, "height": height}) as (page, _errors):
+        scroll, inner = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+        return scroll, inner, loaded_images(page)
 
 
 def assert_page_ok(path, min_images=1):

@@ -10,6 +10,7 @@ from PIL import Image
 
 import test_sweep
 from data.datasets import eval_subset
+from evaluation import sweep as sweep_engine
 from models.networks import define_G
 from models.pix2pix_model import Pix2PixModel
 from scripts import make_sample_dataset
@@ -262,8 +263,8 @@ def test_colour_hint_and_page_options_reach_the_sweep(setup, tmp_path, monkeypat
     os.makedirs(setup / "ckpt" / "other", exist_ok=True)
     shutil.copy(setup / "ckpt" / NAME / "latest_net_G.pth", setup / "ckpt" / "other" / "5_net_G.pth")
     seen = []
-    real = test_sweep.sweep_hints
-    monkeypatch.setattr(test_sweep, "sweep_hints", lambda rgb, counts, **kw: seen.append(kw) or real(rgb, counts, **kw))
+    real = sweep_engine.sweep_hints
+    monkeypatch.setattr(sweep_engine, "sweep_hints", lambda rgb, counts, **kw: seen.append(kw) or real(rgb, counts, **kw))
     args = sweep_args(setup, tmp_path, "--mask_cent", "0", "--ab_norm", "100", "--l_norm", "90", "--l_cent", "45",
                       "--how_many", "1", "--which_epoch", "5")
     args[args.index(NAME)] = "other"

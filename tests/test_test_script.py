@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from evaluation import intrinsic
 from models.networks import define_G
 from scripts import make_sample_dataset
-from tests.browser import assert_page_ok
+from tests.browser import assert_page_ok, page_width
 from tests.helpers import load_test_script
 from util import metrics
 from util.checkpoint import save_network
@@ -96,12 +97,12 @@ def test_metrics_recomputed_from_the_saved_pngs(base):
     report = read_json(base)
     for setting in report["settings"]:
         for image in setting["images"]:
-            anchor = test_script.image_id(image["index"], setting["sample_p"])
+            anchor = intrinsic.image_id(image["index"], setting["sample_p"])
             real = np.asarray(Image.open(base / "images" / f"{anchor}_real.png"))
             fake = np.asarray(Image.open(base / "images" / f"{anchor}_fake_reg.png"))
             mse = np.mean((real.astype(np.float64) - fake.astype(np.float64)) ** 2)
             assert image["psnr"] == 20 * math.log10(255 / math.sqrt(mse))
-            recomputed = test_script.image_metrics(real[None], fake[None], torch.tensor([image["entropy"]]))[0]
+            recomputed = intrinsic.image_metrics(real[None], fake[None], torch.tensor([image["entropy"]]))[0]
             assert recomputed == {key: image[key] for key in KEYS}
 
 
@@ -196,14 +197,22 @@ def test_page_loads_in_a_browser(base):
     assert_page_ok(base / "index.html", min_images=3 * 3 * len(LABELS))
 
 
+def test_page_fits_a_1400_px_window(base):
+    """The 8 visuals of a row at the default 256 px fit a 1400 x 900 window: no horizontal scrolling."""
+    scroll, inner, images = page_width(base / "index.html", 1400, 900)
+    assert inner == 1400 and scroll <= inner, (scroll, inner)
+    assert len(images) == 3 * 3 * len(LABELS)
+    assert all(width > 0 for _src, width in images), [src for src, width in images if width <= 0][:5]
+
+
 def test_model_colour_and_page_options_are_used(env, tmp_path, monkeypatch, capsys):
     """--which_epoch picks the file and names the folder, --phase too; --suffix renames; the colour
     and hint options reach the batch; --display_winsize sizes the page; --verbose prints the net."""
     os.makedirs(env / "ckpt" / "m_s", exist_ok=True)
     shutil.copy(env / "ckpt" / "m" / "latest_net_G.pth", env / "ckpt" / "m_s" / "7_net_G.pth")
     seen = []
-    real = test_script.get_colorization_data
-    monkeypatch.setattr(test_script, "get_colorization_data", lambda rgb, **kw: seen.append(kw) or real(rgb, **kw))
+    real = intrinsic.get_colorization_data
+    monkeypatch.setattr(intrinsic, "get_colorization_data", lambda rgb, **kw: seen.append(kw) or real(rgb, **kw))
     assert run(env, tmp_path, "--which_epoch", "7", "--suffix", "s", "--phase", "holdout", "--mask_cent", "0",
                "--ab_norm", "100", "--l_norm", "90", "--l_cent", "45", "--sample_Ps", "2", "3",
                "--display_winsize", "123", "--verbose", "--how_many", "1") == 0

@@ -39,18 +39,16 @@ class HTML:
             p(text)
 
     def add_images(self, ims: Sequence[str], txts: Sequence[str], links: Sequence[str], width: int = 256) -> None:
-        """One table row of images (paths relative to images/) with a caption and a link each."""
-        t = table(border=1, style="table-layout: fixed;")
-        self.doc.add(t)
-        with t:
-            with tr():
-                for im, txt, link in zip(ims, txts, links):
-                    with td(style="word-wrap: break-word;", halign="center", valign="top"):
-                        with p():
-                            with a(href=os.path.join("images", link)):
-                                img(style=f"width:{width}px", src=os.path.join("images", im))
-                            br()
-                            p(txt)
+        """One table row of images (paths relative to images/) with a caption and a link each.
+
+        width: the images' width in CSS px where the window has room; in a narrower window they
+        shrink alike (max-width 100% of their cell) so that the row fits without horizontal scrolling.
+        """
+        cells = [td(p(a(img(style=f"width:{width}px; max-width:100%", src=os.path.join("images", im)),
+                        href=os.path.join("images", link)), br(), p(txt)),
+                    style="word-wrap: break-word;", halign="center", valign="top")
+                 for im, txt, link in zip(ims, txts, links)]
+        self.doc.add(table(tr(*cells), border=1, style="table-layout: fixed;"))
 
     def save(self) -> str:
         """Write <web_dir>/index.html atomically (a reader never sees half a page); returns its path."""
