@@ -77,35 +77,18 @@ output file cannot be written.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import math
 import os
 import sys
 import time
-from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from tqdm import tqdm
-
-from data.datasets import (ImageFolderDataset, SkipLog, SkippedImage, collate_skip_bad,
-                           eval_subset)
-from data.samplers import RandomSubsetSampler
-from data.transforms import center_crop_transform, train_transform
-from models import load_generator, probes
-from util.checkpoint import CheckpointError, atomic_torch_save
-from util.fileio import atomic_savefig, atomic_write_text
+from data.datasets import SkipLog
+from evaluation.feature_cache import CACHE_DTYPES
+from evaluation.probe_results import ProbeLogger, print_results, probe_results, write_results
+from evaluation.probes import ProbeError, generator_path, load_trunk, probe_datasets, run_protocol
+from models import probes
+from util.checkpoint import CheckpointError
 from util.runtime import resolve_device, save_options, seed_everything
-
-METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
-CACHE_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-class ProbeError(RuntimeError):
-    """A problem with the inputs, reported as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,363 +167,13 @@ def parse(argv: Optional[Sequence[str]] = None):
     return opt, parser
 
 
-# ----------------------------------------------------------------------------------------------
-# Logging and results
-# ----------------------------------------------------------------------------------------------
-
-def tensorboard_tag(protocol: str, metric: str, layer: str) -> str:
-    """fork: the fork's tags (ValAccuracy/model3, ...), so its plotting notebook applies;
-    corrected: ValTop1/conv3, ..."""
-    split, what = metric.split("_")
-    split = split.capitalize()
-    if protocol == "fork":
-        what = {"loss": "Loss", "top1": "Accuracy", "top5": "Top5"}[what]
-        return f"{split}{what}/{probes.BLOCKS[layer]}"
-    return f"{split}{what.capitalize()}/{layer}"
-
-
-class ProbeLogger:
-    """log.jsonl (one line per epoch) and, when tensorboard is installed, TensorBoard scalars."""
-
-    def __init__(self, folder: str, protocol: str):
-        self.protocol = protocol
-        self.jsonl = open(os.path.join(folder, "log.jsonl"), "w")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            self.writer = None
-        else:
-            self.writer = SummaryWriter(os.path.join(folder, "tensorboard"))
-
-    def log(self, epoch: int, lr: float, stats: Mapping[str, Mapping[str, float]]) -> None:
-        self.jsonl.write(json.dumps({"epoch": epoch, "lr": lr, "layers": stats}) + "\n")
-        self.jsonl.flush()
-        if self.writer is not None:
-            for layer, values in stats.items():
-                for metric, value in values.items():
-                    self.writer.add_scalar(tensorboard_tag(self.protocol, metric, layer), value, epoch)
-                    if self.protocol == "fork" and metric.endswith("top1"):  # the fork's F1 micro = top-1
-                        self.writer.add_scalar(tensorboard_tag("fork", metric, layer).replace("Accuracy", "F1"),
-                                               value, epoch)
-
-    def close(self) -> None:
-        self.jsonl.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
-def plot_accuracy(results: Mapping, path: str, title: str) -> None:
-    """Validation top-1/top-5 and training top-1 (%) against layer, with the chance level."""
-    from matplotlib.figure import Figure
-
-    layers = list(results["layers"])
-    x = range(len(layers))
-    fig = Figure(figsize=(5.5, 3.8), dpi=120)
-    ax = fig.subplots()
-    for metric, style, label in (("val_top1", "o-", "val top-1"), ("val_top5", "s-", "val top-5"),
-                                 ("train_top1", "o--", "train top-1")):
-        ax.plot(x, [100 * results["layers"][layer][metric] for layer in layers], style, label=label)
-    ax.axhline(100 / results["num_classes"], color="gray", lw=0.8, ls=":", label="chance (top-1)")
-    ax.set_xticks(list(x), layers)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_savefig(fig, path)
-
-
-def summarize(runs: Mapping[str, str], out_dir: str) -> str:
-    """Combine finished runs (label -> --linear_checkpoints folder; folders without results.json
-    are left out) into <out_dir>/summary.json, summary.md (a table of val top-1/top-5 per layer) and
-    summary.png (val top-1 against layer, one line per model: the study's figure). Returns the table."""
-    results = {}
-    for label, folder in runs.items():
-        path = os.path.join(folder, "results.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                results[label] = json.load(f)
-    atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(results, indent=2) + "\n")
-    lines = ["| model | protocol | " + " | ".join(probes.LAYERS) + " |", "|---|---|" + "---|" * len(probes.LAYERS)]
-    for label, r in results.items():
-        cells = [f"{100 * r['layers'][layer]['val_top1']:.1f} / {100 * r['layers'][layer]['val_top5']:.1f}"
-                 if layer in r["layers"] else "-" for layer in probes.LAYERS]
-        lines.append(f"| {label} | {r['protocol']} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines + ["", "val top-1 / top-5 (%) at the last epoch"])
-    atomic_write_text(os.path.join(out_dir, "summary.md"), table + "\n")
-    probes.plot_val_top1_by_layer(results, os.path.join(out_dir, "summary.png"))
-    return table
-
-
-def save_head(head: torch.nn.Module, path: str) -> None:
-    atomic_torch_save(OrderedDict((k, v.detach().cpu()) for k, v in head.state_dict().items()), path)
-
-
-# ----------------------------------------------------------------------------------------------
-# Corrected protocol: cached features, cheap heads
-# ----------------------------------------------------------------------------------------------
-
-def cached_features(opt, split: str, dataset: ImageFolderDataset, indices: List[int], views: int,
-                    transform: Mapping, trunk: probes.TrunkRunner, device: torch.device, ckpt_path: str,
-                    ckpt_sha1: str, skip_log: SkipLog) -> dict:
-    """Features of one split, from the cache when the key matches, else extracted (and cached).
-    The split's unreadable files go to ``skip_log`` either way (the cache keeps their names)."""
-    key = probes.cache_key(
-        checkpoint=ckpt_path, checkpoint_sha1=ckpt_sha1, dataroot=dataset.root,
-        files_sha1=probes.listing_sha1(dataset.root, [p for p, _ in dataset.samples]), num_files=len(dataset),
-        indices_sha1=hashlib.sha1(json.dumps(indices).encode()).hexdigest(), transform=transform,
-        layers=trunk.layers, mask_cent=opt.mask_cent, dtype=opt.cache_dtype, compute=trunk.precision)
-    path = probes.cache_path(opt.cache_dir, split, key)
-    if not opt.no_cache:
-        entry = probes.load_cache(path, key)
-        if entry is not None:
-            print(f"{split} features: {len(entry['labels'])} from the cache {path}")
-            unreadable = [SkippedImage(file, reason) for file, reason in entry["unreadable"]]
-            skip_log.add(unreadable)
-            return {**entry, "num_unreadable": len(unreadable), "from_cache": True}
-    loader = DataLoader(probes.SeededViews(dataset, indices, views=views, seed=opt.seed, salt=split),
-                        batch_size=opt.batch_size, shuffle=False, num_workers=opt.num_threads,
-                        collate_fn=collate_skip_bad, pin_memory=device.type == "cuda")
-    start = time.time()
-    features, labels, n_gray, unreadable = probes.extract_features(
-        trunk, loader, device, opt.mask_cent, CACHE_DTYPES[opt.cache_dtype],
-        progress=lambda it: tqdm(it, desc=f"{split} features", unit="batch", leave=False, file=sys.stdout,
-                                 disable=None), skip_log=skip_log)
-    print(f"{split} features: {len(labels)} extracted in {time.time() - start:.1f} s "
-          f"({n_gray} grayscale and {len(unreadable)} unreadable images dropped)")
-    if len(labels) == 0:
-        raise ProbeError(f"{dataset.root}: no usable images (all grayscale or unreadable)")
-    entry = {"features": features, "labels": labels, "num_grayscale": n_gray, "num_unreadable": len(unreadable)}
-    if not opt.no_cache:
-        probes.save_cache(path, key, features, labels, n_gray, unreadable)
-        print(f"{split} features: cached in {path}")
-    entry["from_cache"] = False
-    return entry
-
-
-@torch.no_grad()
-def evaluate_heads(heads: Mapping[str, probes.LinearProbe], features: Mapping[str, torch.Tensor],
-                   labels: torch.Tensor, device: torch.device, chunk: int = 2048) -> Dict[str, Dict[str, float]]:
-    """Sample-weighted loss, top-1 and top-5 of each head on cached features (one sync at the end)."""
-    sums = {layer: torch.zeros(3, dtype=torch.float64, device=device) for layer in heads}
-    for start in range(0, len(labels), chunk):
-        y = labels[start:start + chunk].to(device)
-        for layer, head in heads.items():
-            logits = head(features[layer][start:start + chunk].to(device, non_blocking=True))
-            sums[layer] += sum_loss_top1_top5(logits, y)
-    n = max(len(labels), 1)
-    return {layer: dict(zip(("loss", "top1", "top5"), (s / n).tolist())) for layer, s in sums.items()}
-
-
-def sum_loss_top1_top5(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """[sum of cross-entropy, top-1 hits, top-5 hits] over the batch, as a float64 tensor (no sync)."""
-    with torch.no_grad():
-        hit = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(labels.unsqueeze(1))
-        return torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
-                            hit[:, 0].sum().double(), hit.any(dim=1).sum().double()])
-
-
-def run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger, skip_log: SkipLog) -> dict:
-    out = opt.linear_checkpoints
-    print(f"hashing {ckpt_path} for the feature cache key")
-    ckpt_sha1 = probes.file_sha1(ckpt_path)
-    train_idx = eval_subset(len(train_set), opt.max_dataset_size or len(train_set), opt.seed)
-    val_idx = eval_subset(len(val_set), opt.max_dataset_size_validation or len(val_set), opt.seed)
-    train = cached_features(opt, "train", train_set, train_idx, opt.train_augment,
-                            {"kind": "train_random", "loadSize": opt.loadSize, "fineSize": opt.fineSize,
-                             "views": opt.train_augment, "seed": opt.seed}, trunk, device, ckpt_path, ckpt_sha1,
-                            skip_log)
-    val = cached_features(opt, "val", val_set, val_idx, 1,
-                          {"kind": "resize_center_crop", "loadSize": opt.loadSize, "fineSize": opt.fineSize},
-                          trunk, device, ckpt_path, ckpt_sha1, skip_log)
-
-    layers = trunk.layers
-    on_device = device.type == "cuda"  # keep the features on the GPU; on the CPU they stay memory-mapped
-    train_x = {layer: train["features"][layer].to(device) if on_device else train["features"][layer] for layer in layers}
-    val_x = {layer: val["features"][layer].to(device) if on_device else val["features"][layer] for layer in layers}
-    train_y, val_y = train["labels"].to(device), val["labels"]
-    num_classes = len(train_set.classes)
-
-    torch.manual_seed(opt.seed)  # heads and shuffling do not depend on whether features were cached
-    heads = {layer: probes.LinearProbe(probes.feature_dim(layer), num_classes,
-                                       *probes.feature_statistics(train_x[layer])).to(device) for layer in layers}
-    optimizer = torch.optim.Adam([p for head in heads.values() for p in head.parameters()], lr=opt.lr)
-    shuffle_gen = torch.Generator().manual_seed(opt.seed)
-    n = len(train_y)
-    best = {layer: (-1.0, -1) for layer in layers}  # (val top-1, epoch)
-    best_state: Dict[str, Dict[str, torch.Tensor]] = {}
-    history = []
-    bar = tqdm(range(opt.niter), desc="epochs", unit="epoch", file=sys.stdout, dynamic_ncols=True)
-    for epoch in bar:
-        lr = probes.cosine_lr(opt.lr, epoch, opt.niter)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        for head in heads.values():
-            head.train()
-        sums = {layer: torch.zeros(3, dtype=torch.float64, device=device) for layer in layers}
-        order = torch.randperm(n, generator=shuffle_gen)
-        for start in range(0, n, opt.head_batch_size):
-            idx = order[start:start + opt.head_batch_size]
-            idx_dev = idx.to(device)
-            y = train_y[idx_dev]
-            total = 0.0
-            for layer, head in heads.items():
-                logits = head(train_x[layer][idx_dev if on_device else idx].to(device, non_blocking=True))
-                total = total + F.cross_entropy(logits, y)
-                sums[layer] += sum_loss_top1_top5(logits.detach(), y)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-        for head in heads.values():
-            head.eval()
-        val_metrics = evaluate_heads(heads, val_x, val_y, device)
-        stats = {}
-        for layer in layers:
-            tr = (sums[layer] / n).tolist()
-            stats[layer] = {"train_loss": tr[0], "train_top1": tr[1], "train_top5": tr[2],
-                            **{f"val_{k}": v for k, v in val_metrics[layer].items()}}
-            if stats[layer]["val_top1"] > best[layer][0]:
-                best[layer] = (stats[layer]["val_top1"], epoch)
-                best_state[layer] = {k: v.detach().clone() for k, v in heads[layer].state_dict().items()}
-        logger.log(epoch, lr, stats)
-        history.append(stats)
-        bar.set_postfix(best_val_top1=f"{max(b[0] for b in best.values()):.3f}")
-    bar.close()
-    for layer in layers:  # written once at the end: epochs cost no disk I/O
-        save_head(heads[layer], os.path.join(out, f"{layer}_last.pth"))
-        heads[layer].load_state_dict(best_state[layer])
-        save_head(heads[layer], os.path.join(out, f"{layer}_best.pth"))
-    return {"history": history, "best": best,
-            "data": {"train_samples": n, "val_samples": len(val_y), "train_views": opt.train_augment,
-                     "grayscale_dropped": {"train": train["num_grayscale"], "val": val["num_grayscale"]},
-                     "unreadable_dropped": {"train": train["num_unreadable"], "val": val["num_unreadable"]},
-                     "features_from_cache": {"train": train["from_cache"], "val": val["from_cache"]}}}
-
-
-# ----------------------------------------------------------------------------------------------
-# Fork protocol: the backbone every epoch, softmax heads
-# ----------------------------------------------------------------------------------------------
-
-def run_fork(opt, train_set, val_set, trunk, device, logger, skip_log: SkipLog) -> dict:
-    out = opt.linear_checkpoints
-    layers = trunk.layers
-    num_classes = len(train_set.classes)
-    # The fork breaks out of both loops once (i + 1) * batch_size >= max_dataset_size.
-    limit = opt.max_dataset_size or max(len(train_set), len(val_set))
-    images_per_epoch = math.ceil(limit / opt.batch_size) * opt.batch_size
-    train_views = probes.SeededViews(train_set, seed=opt.seed, salt="train")
-    val_views = probes.SeededViews(val_set, range(min(len(val_set), images_per_epoch)), seed=opt.seed, salt="val")
-    sampler = RandomSubsetSampler(len(train_set), images_per_epoch, seed=opt.seed)
-    loader_args = dict(batch_size=opt.batch_size, num_workers=opt.num_threads, collate_fn=collate_skip_bad,
-                       pin_memory=device.type == "cuda")
-    train_loader = DataLoader(train_views, sampler=sampler, **loader_args)
-    val_loader = DataLoader(val_views, shuffle=False, **loader_args)
-
-    torch.manual_seed(opt.seed)
-    heads = {layer: probes.fork_head(probes.feature_dim(layer), num_classes).to(device) for layer in layers}
-    optimizers = {layer: torch.optim.Adam(heads[layer].parameters(), lr=opt.lr) for layer in layers}
-    best_loss = {layer: math.inf for layer in layers}
-    best = {layer: (-1.0, -1) for layer in layers}
-    history = []
-    counts = {"train_grayscale": 0, "val_grayscale": 0, "train_unreadable": 0, "val_unreadable": 0}
-
-    def run_epoch(split: str, loader: DataLoader, train: bool) -> Dict[str, Dict[str, List[float]]]:
-        # Per-batch values in lists seeded with 0.0, as the fork does.
-        values = {layer: {"loss": [0.0], "top1": [0.0], "top5": [0.0]} for layer in layers}
-        for images, labels, bad_files in tqdm(loader, desc=split, unit="batch", leave=False, file=sys.stdout,
-                                              disable=None):
-            counts[f"{split}_unreadable"] += skip_log.add(bad_files)
-            if images.shape[0] == 0:
-                continue
-            feats, keep = probes.batch_features(trunk, images.to(device, non_blocking=True), opt.mask_cent,
-                                                probes.pool_fork)
-            counts[f"{split}_grayscale"] += int((~keep).sum())
-            if feats is None:
-                continue
-            y = labels.to(device)[keep]
-            for layer in layers:
-                head = heads[layer]
-                head.train(train)
-                with torch.set_grad_enabled(train):
-                    probs = head(feats[layer])
-                    loss = F.cross_entropy(probs, y)  # on probabilities: the fork's double softmax
-                if train:
-                    optimizers[layer].zero_grad()
-                    loss.backward()
-                    optimizers[layer].step()
-                top1, top5 = probes.topk_correct(probs.detach(), y)
-                values[layer]["loss"].append(float(loss.detach()))
-                values[layer]["top1"].append(top1 / len(y))
-                values[layer]["top5"].append(top5 / len(y))
-        return values
-
-    bar = tqdm(range(opt.niter), desc="epochs", unit="epoch", file=sys.stdout, dynamic_ncols=True)
-    for epoch in bar:
-        sampler.set_epoch(epoch)
-        train_views.set_epoch(epoch)
-        val_views.set_epoch(epoch)
-        train_values = run_epoch("train", train_loader, True)
-        val_values = run_epoch("val", val_loader, False)
-        stats = {}
-        for layer in layers:
-            stats[layer] = {f"{split}_{metric}": sum(v) / len(v)
-                            for split, values in (("train", train_values), ("val", val_values))
-                            for metric, v in values[layer].items()}
-            stats[layer] = {m: stats[layer][m] for m in METRICS}
-            block = probes.BLOCKS[layer]
-            save_head(heads[layer], os.path.join(out, f"{block}_e{epoch}.pth"))
-            if stats[layer]["val_loss"] <= best_loss[layer]:
-                best_loss[layer] = stats[layer]["val_loss"]
-                best[layer] = (stats[layer]["val_top1"], epoch)
-                save_head(heads[layer], os.path.join(out, f"{block}_best.pth"))
-        logger.log(epoch, opt.lr, stats)
-        history.append(stats)
-        bar.set_postfix(val_top1=f"{max(s['val_top1'] for s in stats.values()):.3f}")
-    bar.close()
-    return {"history": history, "best": best,
-            "data": {"train_samples_per_epoch": min(len(train_set), images_per_epoch),
-                     "val_samples_per_epoch": len(val_views),
-                     "grayscale_dropped": {"train": counts["train_grayscale"], "val": counts["val_grayscale"]},
-                     "unreadable_dropped": {"train": counts["train_unreadable"], "val": counts["val_unreadable"]}}}
-
-
-# ----------------------------------------------------------------------------------------------
-# main
-# ----------------------------------------------------------------------------------------------
-
-def check_classes(train_set: ImageFolderDataset, val_set: ImageFolderDataset) -> None:
-    if train_set.classes == val_set.classes:
-        return
-
-    def shown(names):
-        names = sorted(names)
-        return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "") if names else "none"
-
-    only_train = set(train_set.classes) - set(val_set.classes)
-    only_val = set(val_set.classes) - set(train_set.classes)
-    raise ProbeError(f"train and validation class sets differ ({len(train_set.classes)} vs {len(val_set.classes)} "
-                     f"classes): only in {train_set.root}: {shown(only_train)}; only in {val_set.root}: {shown(only_val)}")
-
-
 def run(opt, parser) -> int:
+    """Wire the engine (evaluation/probes.py) to the options, then report; returns the exit code."""
     device = resolve_device(opt.gpu_ids)
     seed_everything(opt.seed)
-    corrected = opt.protocol == "corrected"
-    train_set = ImageFolderDataset(opt.dataroot, train_transform(opt.loadSize, opt.fineSize))
-    val_transform = (center_crop_transform(opt.loadSize, opt.fineSize) if corrected
-                     else train_transform(opt.loadSize, opt.fineSize))  # the fork: random views on validation too
-    val_set = ImageFolderDataset(opt.dataroot_validation, val_transform)
-    check_classes(train_set, val_set)
-    if len(train_set.classes) < 2:
-        raise ProbeError(f"{opt.dataroot}: needs at least 2 class folders (found {len(train_set.classes)})")
-
-    ckpt_path = os.path.join(opt.checkpoints_dir, opt.name, f"{opt.which_epoch}_net_G.pth")
-    net = load_generator(ckpt_path)
-    trunk = probes.TrunkRunner(probes.FrozenTrunk(net, opt.layers).to(device), device, amp=opt.amp,
-                               channels_last=opt.channels_last, compile=opt.compile)
-    del net  # keeps only model1..model<k> alive
+    train_set, val_set = probe_datasets(opt)
+    ckpt_path = generator_path(opt)
+    trunk = load_trunk(opt, ckpt_path, device)
 
     os.makedirs(opt.linear_checkpoints, exist_ok=True)
     save_options(opt, parser, opt.linear_checkpoints)
@@ -550,31 +183,14 @@ def run(opt, parser) -> int:
     skip_log = SkipLog()
     start = time.time()
     try:
-        if corrected:
-            outcome = run_corrected(opt, train_set, val_set, trunk, device, ckpt_path, logger, skip_log)
-        else:
-            outcome = run_fork(opt, train_set, val_set, trunk, device, logger, skip_log)
+        outcome = run_protocol(opt, train_set, val_set, trunk, device, ckpt_path, logger, skip_log)
     finally:
         logger.close()
 
-    last = outcome["history"][-1]
-    results = {
-        "protocol": opt.protocol, "num_classes": len(train_set.classes), "classes": train_set.classes,
-        "checkpoint": ckpt_path, "mask_cent": opt.mask_cent, "epochs": opt.niter,
-        "best_criterion": "val_top1" if corrected else "val_loss",
-        "layers": {layer: {**last[layer], "best_epoch": outcome["best"][layer][1],
-                           "best_val_top1": outcome["best"][layer][0], "dim": probes.feature_dim(layer),
-                           "grid": list(probes.GRIDS[layer])} for layer in opt.layers},
-        "data": outcome["data"], "seconds": round(time.time() - start, 2),
-    }
-    atomic_write_text(os.path.join(opt.linear_checkpoints, "results.json"), json.dumps(results, indent=2) + "\n")
-    plot_accuracy(results, os.path.join(opt.linear_checkpoints, "accuracy_by_layer.png"),
-                  f"{opt.name}: linear probes ({opt.protocol}, {len(train_set.classes)} classes)")
-    for layer in opt.layers:
-        r = results["layers"][layer]
-        print(f"{layer}: val top-1 {100 * r['val_top1']:.2f}%  top-5 {100 * r['val_top5']:.2f}%  "
-              f"train top-1 {100 * r['train_top1']:.2f}%  (best epoch {r['best_epoch']})")
-    print(f"results: {os.path.join(opt.linear_checkpoints, 'results.json')}")
+    results = probe_results(opt, train_set.classes, ckpt_path, outcome, round(time.time() - start, 2))
+    path = write_results(results, opt.linear_checkpoints,
+                         f"{opt.name}: linear probes ({opt.protocol}, {len(train_set.classes)} classes)")
+    print_results(results, path)
     skip_log.report(opt.linear_checkpoints)
     return 0
 
