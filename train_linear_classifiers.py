@@ -79,13 +79,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import Optional, Sequence
 
 from data.datasets import SkipLog
 from evaluation.feature_cache import CACHE_DTYPES
-from evaluation.probe_results import ProbeLogger, print_results, probe_results, write_results
-from evaluation.probes import ProbeError, generator_path, load_trunk, probe_datasets, run_protocol
+from evaluation.probe_results import print_results
+from evaluation.probes import ProbeError, generator_path, load_trunk, probe_datasets, train_and_record
 from models import probes
 from util.checkpoint import CheckpointError
 from util.runtime import resolve_device, save_options, seed_everything
@@ -179,17 +178,8 @@ def run(opt, parser) -> int:
     save_options(opt, parser, opt.linear_checkpoints)
     print(f"probing {opt.layers} of {ckpt_path} ({opt.protocol} protocol, {len(train_set.classes)} classes, "
           f"{len(train_set)} training and {len(val_set)} validation images, {device})")
-    logger = ProbeLogger(opt.linear_checkpoints, opt.protocol)
     skip_log = SkipLog()
-    start = time.time()
-    try:
-        outcome = run_protocol(opt, train_set, val_set, trunk, device, ckpt_path, logger, skip_log)
-    finally:
-        logger.close()
-
-    results = probe_results(opt, train_set.classes, ckpt_path, outcome, round(time.time() - start, 2))
-    path = write_results(results, opt.linear_checkpoints,
-                         f"{opt.name}: linear probes ({opt.protocol}, {len(train_set.classes)} classes)")
+    results, path = train_and_record(opt, train_set, val_set, trunk, device, ckpt_path, skip_log)
     print_results(results, path)
     skip_log.report(opt.linear_checkpoints)
     return 0

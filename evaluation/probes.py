@@ -4,8 +4,8 @@ corrected (:func:`run_corrected`): features extracted once and cached (evaluatio
 standardised Linear heads trained together by one Adam on a cosine schedule; best = highest val
 top-1. fork (:func:`run_fork`): the JPatrick9793 fork's procedure, the backbone every epoch, Linear
 + Softmax heads with one Adam each; best = lowest val loss. Both return {"history": [{layer:
-{metric: value}} per epoch], "best": {layer: (val top-1, epoch)}, "data": {...}}, which
-evaluation/probe_results.py turns into results.json. train_linear_classifiers.py describes both.
+{metric: value}} per epoch], "best": {layer: (val top-1, epoch)}, "data": {...}};
+:func:`train_and_record` runs one and records it. train_linear_classifiers.py describes both.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from data.samplers import RandomSubsetSampler, SeededViews
 from data.transforms import center_crop_transform, train_transform
 from evaluation.feature_cache import (CACHE_DTYPES, cache_key, cache_path, extract_features, file_sha1,
                                       listing_sha1, load_cache, save_cache)
-from evaluation.probe_results import METRICS
+from evaluation.probe_results import METRICS, ProbeLogger, probe_results, write_results
 from models import load_generator
 from models.probes import (BLOCKS, FrozenTrunk, LinearProbe, TrunkRunner, batch_features, feature_dim,
                            feature_statistics, fork_head, pool_fork)
@@ -90,12 +90,24 @@ def load_trunk(opt, checkpoint: str, device: torch.device) -> TrunkRunner:
                        compile=opt.compile)
 
 
-def run_protocol(opt, train_set, val_set, trunk: TrunkRunner, device: torch.device, checkpoint: str, logger,
-                 skip_log: SkipLog) -> dict:
-    """Train the heads under opt.protocol; returns the protocol's outcome (see the module docstring)."""
-    if opt.protocol == "corrected":
-        return run_corrected(opt, train_set, val_set, trunk, device, checkpoint, logger, skip_log)
-    return run_fork(opt, train_set, val_set, trunk, device, logger, skip_log)
+def train_and_record(opt, train_set, val_set, trunk: TrunkRunner, device: torch.device, checkpoint: str,
+                     skip_log: SkipLog) -> Tuple[dict, str]:
+    """Train the heads under opt.protocol, logging each epoch in opt.linear_checkpoints (log.jsonl,
+    TensorBoard), then write results.json and accuracy_by_layer.png there. Returns (results, the
+    path of results.json)."""
+    logger = ProbeLogger(opt.linear_checkpoints, opt.protocol)
+    start = time.time()
+    try:
+        if opt.protocol == "corrected":
+            outcome = run_corrected(opt, train_set, val_set, trunk, device, checkpoint, logger, skip_log)
+        else:
+            outcome = run_fork(opt, train_set, val_set, trunk, device, logger, skip_log)
+    finally:
+        logger.close()
+    results = probe_results(opt, train_set.classes, checkpoint, outcome, round(time.time() - start, 2))
+    path = write_results(results, opt.linear_checkpoints,
+                         f"{opt.name}: linear probes ({opt.protocol}, {len(train_set.classes)} classes)")
+    return results, path
 
 
 def save_head(head: nn.Module, path: str) -> None:
