@@ -306,9 +306,12 @@ def features_for_training(train: dict, val: dict, layers: List[str], device: tor
     """{"train_x", "val_x": {layer: N x D}, "train_y", "val_y"}: the features moved to the GPU
     when there is one; on the CPU they stay memory-mapped."""
     on_device = device.type == "cuda"
-    train_x = {layer: train["features"][layer].to(device) if on_device else train["features"][layer] for layer in layers}
-    val_x = {layer: val["features"][layer].to(device) if on_device else val["features"][layer] for layer in layers}
-    return {"train_x": train_x, "val_x": val_x, "train_y": train["labels"].to(device), "val_y": val["labels"]}
+
+    def placed(entry: dict) -> Dict[str, Tensor]:
+        return {layer: entry["features"][layer].to(device) if on_device else entry["features"][layer]
+                for layer in layers}
+
+    return {"train_x": placed(train), "val_x": placed(val), "train_y": train["labels"].to(device), "val_y": val["labels"]}
 
 
 def run_corrected(opt, train_set, val_set, trunk: TrunkRunner, device: torch.device, checkpoint: str, logger,
