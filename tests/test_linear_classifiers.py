@@ -22,6 +22,7 @@ from models import probes
 from models.networks import define_G
 from tests.oracles import block_outputs_with_hooks
 from util.checkpoint import save_network
+from util.metrics import topk_correct
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,6 +130,13 @@ def test_grayscale_images_are_dropped_with_their_labels():
     feats, keep = probes.batch_features(trunk, torch.full((2, 3, 16, 16), 7, dtype=torch.uint8), 0.0,
                                         probes.pool_corrected)
     assert feats is None and keep.tolist() == [False, False]
+
+
+def test_topk_counts_hits_with_k_capped_at_the_class_count():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.1, 0.3]])
+    labels = torch.tensor([1, 1, 0, 2])  # ranks of the labels: 1, 2, 3, 2
+    hits = topk_correct(scores, labels, (1, 2, 5))  # k = 5 > 3 classes counts every sample
+    assert hits.dtype == torch.int64 and hits.tolist() == [1, 3, 4]
 
 
 def test_seeded_views_reproducible_and_rng_untouched(setup):
