@@ -99,7 +99,7 @@ done
 if [ ${#ran[@]} -gt 0 ]; then
   PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$OUT_ROOT" "${ran[@]}" <<'PY'
 import os, sys
-from train_linear_classifiers import summarize
+from evaluation.probe_results import summarize
 out_root, models = os.path.abspath(sys.argv[1]), sys.argv[2:]
 print(summarize({m: os.path.join(out_root, m) for m in models}, out_root))
 print(f"summary: {os.path.join(out_root, 'summary.md')} and summary.png")

@@ -3,9 +3,10 @@
     python benchmarks/bench_probes.py --epochs 5                       # CPU, 64 px, ~2 min on 2 cores
     python benchmarks/bench_probes.py --epochs 5 --size 176 --per_class 64 --gpu_ids 0
 
-Generates the 4-class layout dataset of tests/test_linear_classifiers.py and a randomly initialised
-generator, then times train_linear_classifiers.main() end to end (model loading, data, backbone,
-heads, checkpoints, logs and the plot; not the interpreter start):
+Generates the 4-class layout dataset of evaluation/layout_dataset.py and a randomly initialised
+generator, then times one probe run of the engine (evaluation/probes.py, as train_linear_classifiers.py
+wires it) end to end: model loading, data, backbone, heads, checkpoints, logs, results.json and
+the plot; not the interpreter start, option parsing or opt.txt:
 
   corrected_cold  --epochs N, empty feature cache (one backbone pass, then N cheap head epochs)
   corrected_warm  --epochs N, and 1, with the cache filled (no backbone)
@@ -26,26 +27,54 @@ import os
 import sys
 import tempfile
 import time
+from typing import Optional, Sequence
 
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import train_linear_classifiers as tlc  # noqa: E402
-from tests.test_linear_classifiers import make_layout_dataset, save_random_generator  # noqa: E402
+from data.datasets import SkipLog  # noqa: E402
+from evaluation.layout_dataset import make_layout_dataset, save_random_generator  # noqa: E402
+from evaluation.probes import generator_path, load_trunk, probe_datasets, train_and_record  # noqa: E402
+from models.probes import LAYERS  # noqa: E402
+from util.runtime import resolve_device, seed_everything  # noqa: E402
 
 
-def timed_run(args) -> float:
-    """Seconds of one train_linear_classifiers.main(args), its console output discarded."""
+def probe_options(args, tmp: str, out: str, protocol: str, epochs: int, cache: str = "cache") -> argparse.Namespace:
+    """The options of one run: train_linear_classifiers.py's defaults, the benchmark's sizes."""
+    return argparse.Namespace(
+        name="rand", checkpoints_dir=os.path.join(tmp, "ckpt"), which_epoch="latest",
+        linear_checkpoints=os.path.join(tmp, out), dataroot=os.path.join(tmp, "data", "train"),
+        dataroot_validation=os.path.join(tmp, "data", "val"), max_dataset_size=None,
+        train_subset=None, val_subset=None, niter=epochs, mask_cent=0.5, gpu_ids=args.gpu_ids,
+        batch_size=args.batch_size, protocol=protocol,
+        layers=list(LAYERS), lr=1e-3, seed=0, loadSize=args.size, fineSize=args.size, train_augment=1,
+        head_batch_size=256, no_cache=False, cache_dir=os.path.join(tmp, cache), cache_dtype="bfloat16",
+        num_threads=args.num_threads, amp=False, channels_last=False, compile=False)
+
+
+def probe_run(opt) -> None:
+    """One run of the probes' engine, wired as train_linear_classifiers.py wires it."""
+    device = resolve_device(opt.gpu_ids)
+    seed_everything(opt.seed)
+    train_set, val_set = probe_datasets(opt)
+    checkpoint = generator_path(opt)
+    trunk = load_trunk(opt, checkpoint, device)
+    os.makedirs(opt.linear_checkpoints, exist_ok=True)
+    train_and_record(opt, train_set, val_set, trunk, device, checkpoint, SkipLog())
+
+
+def timed_run(opt) -> float:
+    """Seconds of one probe_run(opt), its console output discarded."""
     sink = io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        rc = tlc.main(args)
-    elapsed = time.perf_counter() - start
-    if rc != 0:
-        raise SystemExit(f"bench_probes: a probe run failed:\n{sink.getvalue()[-2000:]}")
-    return elapsed
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            probe_run(opt)
+    except Exception as e:
+        raise SystemExit(f"bench_probes: a probe run failed: {e}\n{sink.getvalue()[-2000:]}") from None
+    return time.perf_counter() - start
 
 
 def per_epoch_and_fixed(t_n: float, t_1: float, n: int):
@@ -53,7 +82,7 @@ def per_epoch_and_fixed(t_n: float, t_1: float, n: int):
     return per_epoch, t_1 - per_epoch
 
 
-def main() -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5, help="N, at least 2")
     parser.add_argument("--size", type=int, default=64, help="image and crop size (the fork needs >= 64)")
@@ -61,7 +90,7 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=25, help="backbone batch (the fork's 25)")
     parser.add_argument("--gpu_ids", default="-1", help="-1: CPU; 0: the first GPU")
     parser.add_argument("--num_threads", type=int, default=0, help="DataLoader workers")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2")
 
@@ -71,14 +100,7 @@ def main() -> int:
         save_random_generator(os.path.join(tmp, "ckpt"), "rand")
 
         def probe_args(out, protocol, epochs, cache="cache"):
-            return ["--name", "rand", "--checkpoints_dir", os.path.join(tmp, "ckpt"),
-                    "--dataroot", os.path.join(tmp, "data", "train"),
-                    "--dataroot_validation", os.path.join(tmp, "data", "val"),
-                    "--linear_checkpoints", os.path.join(tmp, out), "--cache_dir", os.path.join(tmp, cache),
-                    "--gpu_ids", args.gpu_ids, "--loadSize", str(args.size), "--fineSize", str(args.size),
-                    "--batch_size", str(args.batch_size), "--num_threads", str(args.num_threads),
-                    "--protocol", protocol, "--niter", str(epochs)]
-
+            return probe_options(args, tmp, out, protocol, epochs, cache)
         n = args.epochs
         timed_run(probe_args("warmup", "corrected", 1, cache="warmup_cache"))  # imports, allocator, matplotlib
         t = {

@@ -1,26 +1,19 @@
-"""Training data order and augmentation randomness as pure functions of (seed, epoch, position).
+"""Data order and augmentation randomness as pure functions of (seed, epoch, position).
 
-That is what makes three things exact: a run resumed in the middle of an epoch sees the same
-images with the same augmentations as an uninterrupted run; the result does not depend on the
-number of DataLoader workers; and N processes of a data-parallel run together see exactly the
-batches of one process with an N times larger batch.
+That makes a run resumed mid-epoch see the same images and augmentations as an uninterrupted run,
+the result independent of the number of DataLoader workers, and N data-parallel processes see
+exactly the batches of one process with an N times larger batch.
 
-* :class:`EpochSampler` (a torch DistributedSampler): the epoch's order is a permutation drawn
-  from ``seed + epoch``, cut to ``--max_dataset_size`` (a fresh random subset every epoch, as
-  the fork), split across processes the way DistributedSampler does (padded to a multiple of the
-  world size, rank r takes every world-size-th index from r), and it can start part-way through
-  an epoch. Each item is the key ``(dataset index, epoch, position in this process's list)``.
-  :class:`RandomSubsetSampler` is the same order as plain indices, for one process.
-* :class:`SeededItems`: looks the key up in the image dataset with python's and torch's RNGs
-  seeded from (seed, epoch, dataset index) inside a private RNG scope, so an image's
-  augmentation is fixed by those three numbers; it returns the position in place of the label.
+* :class:`EpochSampler` (a DistributedSampler) and :class:`RandomSubsetSampler`: the epoch's order.
+* :class:`SeededItems` (train.py) and :class:`SeededViews` (the linear probes): an image dataset
+  whose random transform draws from RNGs seeded per item (:func:`item_seed`, :func:`call_seeded`).
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import random
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler
@@ -50,6 +43,10 @@ def call_seeded(seed: int, fn, *args):
 
 class EpochSampler(DistributedSampler):
     """This process's share of the epoch's random order, as (index, epoch, position) keys.
+
+    The order is split across processes as DistributedSampler splits it: padded to a multiple of
+    the world size, rank r takes every world-size-th index from r. It can start part-way through
+    an epoch (:meth:`set_start`).
 
     Args:
         data_len: dataset size.
@@ -116,3 +113,33 @@ class SeededItems(Dataset):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], torch.Tensor):
             return item[0], position
         return item
+
+
+class SeededViews(Dataset):
+    """``views`` transformed copies of each selected image of ``base``, with reproducible randomness.
+
+    Item i is image ``indices[i % n]``, view ``i // n``. Its transform draws from python's and
+    torch's RNGs seeded with (seed, salt, epoch, view, image index) inside a private RNG scope, so every
+    view is the same for any batch size or number of workers, and the caller's RNG state is
+    untouched. ``base`` must apply its (random) transform in __getitem__ (ImageFolderDataset does).
+    """
+
+    def __init__(self, base: Dataset, indices: Optional[Sequence[int]] = None, views: int = 1, seed: int = 0,
+                 salt: str = ""):
+        self.base = base
+        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.views = views
+        self.seed = seed
+        self.salt = salt  # e.g. the split name, so that train and val image i get different draws
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices) * self.views
+
+    def __getitem__(self, i: int):
+        view, j = divmod(i, len(self.indices))
+        index = self.indices[j]
+        return call_seeded(item_seed(self.seed, self.salt, self.epoch, view, index), self.base.__getitem__, index)

@@ -1,47 +1,23 @@
-"""Linear probes on the frozen conv1..conv5 features of a SIGGRAPH17 generator.
+"""The linear probes' model: a frozen SIGGRAPH17 trunk, the pooling of its block outputs, the heads.
 
-Pieces used by ``train_linear_classifiers.py`` (and its tests and benchmark):
-
-* :class:`FrozenTrunk`: blocks model1..model5 of a loaded generator, in eval mode, without
-  gradients. Its forward is the generator's forward truncated after the deepest requested block,
-  with the same 2x subsampling, so the block outputs (after each block's BatchNorm) are exactly
-  those the full forward computes (:func:`block_outputs_with_hooks` is the reference). It uses no
-  hooks, so torch.compile traces it as one plain graph.
-* :class:`TrunkRunner`: how the probes call a FrozenTrunk under --amp, --channels_last and
-  --compile (util/perf.py); the block outputs always come back in float32.
-* :func:`backbone_inputs`: uint8 RGB -> the network's inputs without hints (the fork's train_linear_classifiers.py):
-  L normalised, hint ab all 0, mask all ``-mask_cent``, and the grayscale filter (ab_thresh 5).
-* Pooling: :func:`pool_fork` (the fork's avg-pool then bilinear upsampling, its reshape_activation_outputs) and
-  :func:`pool_corrected` (adaptive average pooling straight to the same grids).
-* Heads: :func:`fork_head` (Linear + Softmax, state_dict keys ``0.weight``/``0.bias``) and
-  :class:`LinearProbe` (standardisation with fixed train statistics, then Linear; logits).
-* :class:`SeededViews`: a dataset wrapper that makes random transforms reproducible per image,
-  view and epoch, whatever the number of DataLoader workers.
-* The on-disk feature cache: :func:`cache_key`, :func:`cache_path`, :func:`load_cache`,
-  :func:`save_cache`, and :func:`extract_features` to fill it.
+* :class:`FrozenTrunk` (blocks model1..model5, eval mode, no gradients, no hooks) and
+  :class:`TrunkRunner` (it under --amp, --channels_last, --compile); :func:`backbone_inputs`.
+* Pooling to ~9k dimensions per layer: :func:`pool_fork` (the fork's) and :func:`pool_corrected`.
+* Heads: :func:`fork_head` (Linear + Softmax) and :class:`LinearProbe` (standardise, then Linear).
 
 Layer names are conv1..conv5 (blocks model1..model5): conv1_2, conv2_2, conv3_3, conv4_3, conv5_3.
+The engine that trains the heads is evaluation/probes.py.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
-import sys
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
-from data.datasets import SkipLog, SkippedImage
-from data.samplers import call_seeded, item_seed
 from models.networks import subsample
-from util.checkpoint import CheckpointError, atomic_torch_save, load_tensor_file
 from util.color import AB_THRESH
-from util.fileio import atomic_savefig
 from util.hints import get_colorization_data
 from util.perf import FirstCallFallback, amp_dtype, call_with_flags, maybe_compile
 
@@ -58,9 +34,6 @@ GRIDS: Dict[str, Tuple[int, int]] = {"conv1": (12, 12), "conv2": (9, 8), "conv3"
                                      "conv5": (4, 4)}
 #: The fork's average-pooling kernel (= stride) per layer, applied before upsampling to GRIDS.
 FORK_POOL_KERNEL: Dict[str, int] = {"conv1": 32, "conv2": 16, "conv3": 16, "conv4": 8, "conv5": 8}
-
-#: Bump when the extraction or the cache layout changes, to invalidate old cache files.
-CACHE_VERSION = 2  # 2: the unreadable files' names and reasons are cached
 
 
 def feature_dim(layer: str) -> int:
@@ -87,6 +60,9 @@ class FrozenTrunk(nn.Module):
 
     forward(A, hint_B, mask_B) takes the generator's inputs (N x 1, N x 2, N x 1 x H x W; any H, W
     >= 8) and returns {layer: block output}, e.g. conv1 N x 64 x H x W ... conv5 N x 512 x H/8 x W/8.
+    It is the generator's forward truncated after the deepest requested block, with the same 2x
+    subsampling, so the block outputs (after each block's BatchNorm) are exactly those of the full
+    forward. It uses no hooks, so torch.compile traces it as one plain graph.
     """
 
     def __init__(self, net: nn.Module, layers: Sequence[str]):
@@ -147,27 +123,9 @@ class TrunkRunner:
         self.net = self.trunk
 
 
-def block_outputs_with_hooks(net: nn.Module, A: Tensor, hint_B: Tensor, mask_B: Tensor,
-                             layers: Sequence[str] = LAYERS) -> Dict[str, Tensor]:
-    """Reference extractor (the fork's): forward hooks on model1..model5 during the full forward.
-
-    H and W must be multiples of 8 (the decoder's skip additions). Used to check FrozenTrunk.
-    """
-    captured: Dict[str, Tensor] = {}
-    handles = [getattr(net, BLOCKS[layer]).register_forward_hook(
-        lambda _module, _inputs, output, layer=layer: captured.__setitem__(layer, output.detach().clone()))
-        for layer in layers]
-    try:
-        with torch.no_grad():
-            net(A, hint_B, mask_B)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured
-
-
 def backbone_inputs(images: Tensor, mask_cent: float, ab_thresh: float = AB_THRESH):
-    """uint8 RGB N x 3 x H x W (on the target device) -> the generator's inputs without hints.
+    """uint8 RGB N x 3 x H x W (on the target device) -> the generator's inputs without hints, as the
+    fork's train_linear_classifiers.py feeds them.
 
     Returns (A, hint_B, mask_B, keep): A = (L - 50) / 100, hint_B = 0, mask_B = -mask_cent, for the
     images that pass the grayscale filter (``keep``, bool of length N), or None when none pass.
@@ -272,196 +230,3 @@ def feature_statistics(features: Tensor, chunk: int = 4096) -> Tuple[Tensor, Ten
     scale = float(std.max()) if std.numel() else 0.0
     std = torch.where(std > 1e-6 * scale, std, torch.ones_like(std)) if scale > 0 else torch.ones_like(std)
     return mean.float(), std.float()
-
-
-def topk_correct(scores: Tensor, labels: Tensor, ks: Iterable[int] = (1, 5)) -> List[int]:
-    """Number of samples whose label is among the top-k scores, for each k (k capped at C)."""
-    k_max = min(max(ks), scores.shape[1])
-    top = scores.topk(k_max, dim=1).indices
-    hit = top.eq(labels.unsqueeze(1))
-    return [int(hit[:, :min(k, scores.shape[1])].any(dim=1).sum()) for k in ks]
-
-
-# ----------------------------------------------------------------------------------------------
-# Reproducible random views
-# ----------------------------------------------------------------------------------------------
-
-class SeededViews(Dataset):
-    """``views`` transformed copies of each selected image of ``base``, with reproducible randomness.
-
-    Item i is image ``indices[i % n]``, view ``i // n``. Its transform draws from python's and
-    torch's RNGs seeded with (seed, salt, epoch, view, image index) inside a private RNG scope, so every
-    view is the same for any batch size or number of workers, and the caller's RNG state is
-    untouched. ``base`` must apply its (random) transform in __getitem__ (ImageFolderDataset does).
-    """
-
-    def __init__(self, base: Dataset, indices: Optional[Sequence[int]] = None, views: int = 1, seed: int = 0,
-                 salt: str = ""):
-        self.base = base
-        self.indices = list(range(len(base))) if indices is None else list(indices)
-        self.views = views
-        self.seed = seed
-        self.salt = salt  # e.g. the split name, so that train and val image i get different draws
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.indices) * self.views
-
-    def __getitem__(self, i: int):
-        view, j = divmod(i, len(self.indices))
-        index = self.indices[j]
-        return call_seeded(item_seed(self.seed, self.salt, self.epoch, view, index), self.base.__getitem__, index)
-
-
-# ----------------------------------------------------------------------------------------------
-# Feature cache
-# ----------------------------------------------------------------------------------------------
-
-def file_sha1(path: str, chunk: int = 1 << 20) -> str:
-    """SHA-1 of a file's bytes."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                return h.hexdigest()
-            h.update(block)
-
-
-def listing_sha1(root: str, paths: Sequence[str]) -> str:
-    """SHA-1 of the relative path, size and mtime of each file: changes when any file changes."""
-    h = hashlib.sha1()
-    for path in paths:
-        st = os.stat(path)
-        h.update(f"{os.path.relpath(path, root)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def cache_key(*, checkpoint: str, checkpoint_sha1: str, dataroot: str, files_sha1: str, num_files: int,
-              indices_sha1: str, transform: Mapping, layers: Sequence[str], mask_cent: float, dtype: str,
-              compute: str = "float32") -> dict:
-    """Everything the cached features depend on, as a JSON-able dict (see :func:`cache_path`).
-
-    compute: the precision the backbone ran in (:attr:`TrunkRunner.precision`: float32, or
-    autocast_bfloat16 / autocast_float16 under --amp). The memory layout and torch.compile are not
-    in the key: they compute the same float32 function up to rounding, like another device (also
-    not keyed), far below the bfloat16 rounding of the default cache dtype.
-    """
-    return {"version": CACHE_VERSION, "checkpoint": os.path.abspath(checkpoint), "checkpoint_sha1": checkpoint_sha1,
-            "dataroot": os.path.abspath(dataroot), "files_sha1": files_sha1, "num_files": num_files,
-            "indices_sha1": indices_sha1, "transform": dict(transform), "layers": list(layers),
-            "grids": {layer: list(GRIDS[layer]) for layer in layers}, "pooling": "adaptive_avg",
-            "mask_cent": float(mask_cent), "ab_thresh": AB_THRESH, "hints": "none", "dtype": dtype,
-            "compute": compute}
-
-
-def key_json(key: Mapping) -> str:
-    return json.dumps(key, sort_keys=True)
-
-
-def cache_path(cache_dir: str, split: str, key: Mapping) -> str:
-    """<cache_dir>/<split>_<sha1 of the key>.pt"""
-    return os.path.join(cache_dir, f"{split}_{hashlib.sha1(key_json(key).encode()).hexdigest()}.pt")
-
-
-def load_cache(path: str, key: Mapping) -> Optional[dict]:
-    """The cached entry at ``path`` if it exists, is readable and was written for ``key``, else None.
-
-    The entry is {"key": str, "features": {layer: N x D}, "labels": N int64, "num_grayscale": int,
-    "unreadable": [[path, reason], ...] (one per dropped view)}; tensors are memory-mapped, not
-    read into memory up front. Read with util.checkpoint.load_tensor_file (weights_only: nothing
-    in the file can run code). A truncated, foreign or refused file (one whose unpickling would
-    call something) is not an error: the cache is derived data, so it is ignored with a one-line
-    warning and the caller extracts the features again (and overwrites it).
-    """
-    if not os.path.isfile(path):
-        return None
-    try:
-        entry = load_tensor_file(path, "feature cache", mmap=True)
-    except CheckpointError as e:
-        print(f"warning: ignoring the feature cache, extracting again: {e}", file=sys.stderr)
-        return None
-    if not isinstance(entry, dict) or entry.get("key") != key_json(key):
-        return None
-    return entry
-
-
-def save_cache(path: str, key: Mapping, features: Mapping[str, Tensor], labels: Tensor, num_grayscale: int,
-               unreadable: Sequence[SkippedImage]) -> dict:
-    """Write an entry atomically (see :func:`load_cache`) and return it."""
-    entry = {"key": key_json(key), "features": dict(features), "labels": labels, "num_grayscale": int(num_grayscale),
-             "unreadable": [[record.path, record.reason] for record in unreadable]}
-    atomic_torch_save(entry, path)
-    return entry
-
-
-def extract_features(trunk: "FrozenTrunk | TrunkRunner", loader: DataLoader, device: torch.device, mask_cent: float,
-                     dtype: torch.dtype = torch.bfloat16, progress: Optional[Callable] = None,
-                     skip_log: Optional[SkipLog] = None):
-    """Corrected-protocol features of every image of ``loader``, pooled by :func:`pool_corrected`.
-
-    loader yields (uint8 images, labels, skipped records) (data.datasets.collate_skip_bad). Images
-    dropped by the grayscale filter are dropped with their labels; unreadable ones go to
-    ``skip_log`` (which warns) as they come. Returns ({layer: N x D ``dtype`` on the CPU},
-    labels N int64, num_grayscale, unreadable: the SkippedImage records, one per dropped view).
-    """
-    capacity = len(loader.dataset)
-    store = {layer: torch.empty(capacity, feature_dim(layer), dtype=dtype) for layer in trunk.layers}
-    labels_out = torch.empty(capacity, dtype=torch.long)
-    n = num_grayscale = 0
-    unreadable: List[SkippedImage] = []
-    batches = progress(loader) if progress is not None else loader
-    for images, labels, bad_files in batches:
-        unreadable.extend(bad_files)
-        if skip_log is not None:
-            skip_log.add(bad_files)
-        if images.shape[0] == 0:
-            continue
-        feats, keep = batch_features(trunk, images.to(device, non_blocking=True), mask_cent, pool_corrected)
-        keep = keep.cpu()
-        num_grayscale += int((~keep).sum())
-        if feats is None:
-            continue
-        m = int(keep.sum())
-        for layer, value in feats.items():
-            store[layer][n:n + m] = value.to(dtype).cpu()
-        labels_out[n:n + m] = labels[keep]
-        n += m
-    if n < capacity:  # clone so that the saved storage is not the full preallocated buffer
-        store = {layer: value[:n].clone() for layer, value in store.items()}
-        labels_out = labels_out[:n].clone()
-    return store, labels_out, num_grayscale, unreadable
-
-
-def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
-    """Cosine decay from base_lr (epoch 0) towards 0 (never reached) over ``epochs`` epochs."""
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
-
-
-def plot_val_top1_by_layer(results: Mapping[str, Mapping], path: str,
-                           title: str = "Linear classification on frozen features") -> str:
-    """The study's figure: validation top-1 (%) against layer, one line per model.
-
-    results: label -> a results.json of train_linear_classifiers.py. Returns ``path``. Uses
-    matplotlib's object API (no pyplot state, no backend switch); written atomically.
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 3.8), dpi=120)
-    ax = fig.subplots()
-    for label, r in results.items():
-        layers = [layer for layer in LAYERS if layer in r["layers"]]
-        ax.plot([LAYERS.index(layer) for layer in layers], [100 * r["layers"][layer]["val_top1"] for layer in layers],
-                "o-", label=label)
-    ax.set_xticks(range(len(LAYERS)), LAYERS)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("val top-1 accuracy (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    if results:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return atomic_savefig(fig, path)

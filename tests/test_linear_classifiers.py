@@ -1,8 +1,5 @@
-"""Linear probes (models/probes.py, train_linear_classifiers.py/.sh) on tiny generated data (CPU).
-
-The classes differ in their lightness layout (the network sees L only, with no hints): bright top /
-dark bottom, the reverse, a bright disc, vertical stripes. A randomly initialised generator
-(torch.manual_seed, define_G) already gives features a linear probe separates.
+"""Linear probes (models/probes.py, evaluation/probes.py, train_linear_classifiers.py/.sh) on tiny
+generated data (evaluation/layout_dataset.py: classes a random generator's features separate; CPU).
 """
 import importlib.util
 import json
@@ -17,58 +14,17 @@ from PIL import Image
 
 import train_linear_classifiers as tlc
 from data.datasets import SkippedImage
+from data.samplers import SeededViews
+from evaluation import feature_cache
+from evaluation.layout_dataset import CLASSES, make_layout_dataset, save_random_generator
+from evaluation.probe_results import METRICS
 from models import probes
 from models.networks import define_G
+from tests.oracles import block_outputs_with_hooks
 from util.checkpoint import save_network
+from util.metrics import topk_correct
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLASSES = ("bright_bottom", "bright_top", "disc", "stripes")
-
-
-def layout_image(cls: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """One RGB image of class ``cls``: two colours in a class-specific layout, jittered and noisy."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-
-    def colour(rgb):
-        return np.clip(np.array(rgb) + rng.integers(-25, 26, 3), 0, 255)
-
-    if cls in ("bright_top", "bright_bottom"):
-        split = rng.uniform(0.35, 0.65)
-        inside = yy < split if cls == "bright_top" else yy >= split
-        fg, bg = colour((235, 220, 60)), colour((40, 50, 170))  # yellow (L ~ 88) on blue (L ~ 30)
-    elif cls == "disc":
-        cy, cx, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.3)
-        inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        fg, bg = colour((90, 230, 90)), colour((150, 30, 40))
-    else:
-        period = rng.uniform(0.12, 0.25)
-        inside = ((xx + rng.uniform(0, 1)) / period).astype(int) % 2 == 0
-        fg, bg = colour((230, 80, 220)), colour((40, 160, 160))
-    img = np.where(inside[..., None], fg, bg) + rng.normal(0, 8, (size, size, 3))
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-
-
-def make_layout_dataset(root, per_class_train: int = 8, per_class_val: int = 4, size: int = 32, seed: int = 0,
-                        classes=CLASSES, grayscale_train: int = 0) -> None:
-    """<root>/train/<class>/*.png and <root>/val/<class>/*.png; ``grayscale_train`` extra gray
-    images go into the first training class (the probes must drop them)."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", per_class_train), ("val", per_class_val)):
-        for cls in classes:
-            folder = os.path.join(str(root), split, cls)
-            os.makedirs(folder, exist_ok=True)
-            for i in range(count):
-                layout_image(cls, size, rng).save(os.path.join(folder, f"{i:03d}.png"))
-    for i in range(grayscale_train):
-        Image.new("RGB", (size, size), (128, 128, 128)).save(os.path.join(str(root), "train", classes[0], f"gray{i}.png"))
-
-
-def save_random_generator(checkpoints_dir, name: str, seed: int = 0) -> str:
-    torch.manual_seed(seed)
-    path = os.path.join(str(checkpoints_dir), name, "latest_net_G.pth")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_network(define_G(), path)
-    return path
 
 
 def probe_args(data, ckpt_dir, out, *extra):
@@ -128,7 +84,7 @@ def test_truncated_forward_equals_hooks_on_full_forward():
     rgb = torch.randint(0, 256, (2, 3, 40, 48), dtype=torch.uint8)
     A, hint_B, mask_B, keep = probes.backbone_inputs(rgb, mask_cent=0.5)
     assert keep.all() and torch.all(hint_B == 0) and torch.all(mask_B == -0.5)
-    hooked = probes.block_outputs_with_hooks(net, A, hint_B, mask_B)
+    hooked = block_outputs_with_hooks(net, A, hint_B, mask_B)
     trunk = probes.FrozenTrunk(net, probes.LAYERS)
     with torch.no_grad():
         truncated = trunk(A, hint_B, mask_B)
@@ -176,13 +132,20 @@ def test_grayscale_images_are_dropped_with_their_labels():
     assert feats is None and keep.tolist() == [False, False]
 
 
+def test_topk_counts_hits_with_k_capped_at_the_class_count():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.1, 0.3]])
+    labels = torch.tensor([1, 1, 0, 2])  # ranks of the labels: 1, 2, 3, 2
+    hits = topk_correct(scores, labels, (1, 2, 5))  # k = 5 > 3 classes counts every sample
+    assert hits.dtype == torch.int64 and hits.tolist() == [1, 3, 4]
+
+
 def test_seeded_views_reproducible_and_rng_untouched(setup):
     _, data = setup
     from data.datasets import ImageFolderDataset
     from data.transforms import train_transform
 
     dataset = ImageFolderDataset(str(data / "train"), train_transform(32, 24))
-    views = probes.SeededViews(dataset, [0, 5], views=2, seed=3, salt="train")
+    views = SeededViews(dataset, [0, 5], views=2, seed=3, salt="train")
     torch.manual_seed(123)
     before = torch.get_rng_state()
     first = [views[i][0] for i in range(len(views))]
@@ -214,9 +177,9 @@ def test_corrected_beats_chance_and_writes_outputs(corrected_run):
     # One JSON line per epoch with every metric of every layer.
     log = read_jsonl(corrected_run / "log.jsonl")
     assert [r["epoch"] for r in log] == list(range(30))
-    assert set(log[0]["layers"]["conv3"]) == set(tlc.METRICS)
+    assert set(log[0]["layers"]["conv3"]) == set(METRICS)
     assert log[0]["lr"] == pytest.approx(1e-3) and log[-1]["lr"] < 1e-5  # cosine decay
-    assert log[-1]["layers"] == {layer: {m: results["layers"][layer][m] for m in tlc.METRICS}
+    assert log[-1]["layers"] == {layer: {m: results["layers"][layer][m] for m in METRICS}
                                  for layer in probes.LAYERS}
     # Best and last heads: standardisation + linear, loadable safely.
     for layer in probes.LAYERS:
@@ -271,22 +234,22 @@ def test_cache_key_tracks_checkpoint_data_and_transform(tmp_path):
     base = dict(checkpoint="c.pth", checkpoint_sha1="a", dataroot="d", files_sha1="f", num_files=3,
                 indices_sha1="i", transform={"kind": "train_random", "views": 1, "seed": 0}, layers=["conv1"],
                 mask_cent=0.5, dtype="bfloat16")
-    path = probes.cache_path(str(tmp_path), "train", probes.cache_key(**base))
+    path = feature_cache.cache_path(str(tmp_path), "train", feature_cache.cache_key(**base))
     for change in (dict(checkpoint_sha1="b"), dict(files_sha1="g"), dict(transform={"kind": "train_random", "views": 2,
                    "seed": 0}), dict(layers=["conv1", "conv2"]), dict(mask_cent=0.0), dict(dtype="float32"),
                    dict(indices_sha1="j")):
-        assert probes.cache_path(str(tmp_path), "train", probes.cache_key(**{**base, **change})) != path
+        assert feature_cache.cache_path(str(tmp_path), "train", feature_cache.cache_key(**{**base, **change})) != path
     # A file holding another key, or garbage, is a miss.
-    key = probes.cache_key(**base)
-    probes.save_cache(path, probes.cache_key(**{**base, "files_sha1": "g"}), {"conv1": torch.zeros(1, 2)},
+    key = feature_cache.cache_key(**base)
+    feature_cache.save_cache(path, feature_cache.cache_key(**{**base, "files_sha1": "g"}), {"conv1": torch.zeros(1, 2)},
                       torch.zeros(1, dtype=torch.long), 0, [])
-    assert probes.load_cache(path, key) is None
+    assert feature_cache.load_cache(path, key) is None
     with open(path, "wb") as f:
         f.write(b"not a torch file")
-    assert probes.load_cache(path, key) is None
-    probes.save_cache(path, key, {"conv1": torch.ones(1, 2)}, torch.zeros(1, dtype=torch.long), 0,
+    assert feature_cache.load_cache(path, key) is None
+    feature_cache.save_cache(path, key, {"conv1": torch.ones(1, 2)}, torch.zeros(1, dtype=torch.long), 0,
                       [SkippedImage("/d/x.jpg", "empty file (0 bytes)")])
-    entry = probes.load_cache(path, key)
+    entry = feature_cache.load_cache(path, key)
     assert torch.equal(entry["features"]["conv1"], torch.ones(1, 2))
     assert entry["unreadable"] == [["/d/x.jpg", "empty file (0 bytes)"]]
 

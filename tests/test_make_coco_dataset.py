@@ -19,7 +19,7 @@ from dataset_builders.coco import class_folder, label_images, load_instances
 from data.datasets import ImageFolderDataset
 from data.transforms import eval_transform
 from scripts.make_study_smoke_data import write_fake_coco
-from train_linear_classifiers import check_classes
+from evaluation.probes import check_classes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["000_background", "001_person", "003_car", "010_traffic_light", "018_dog", "084_book"]

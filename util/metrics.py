@@ -1,4 +1,4 @@
-"""Image-quality metrics of colorization results.
+"""Image-quality metrics of colorization results, and top-k hits of classification scores.
 
 Conventions:
   * RGB tensors are N x 3 x H x W in [0, 1];
@@ -6,7 +6,7 @@ Conventions:
     TRUNCATED, as the original's tensor2im), i.e. exactly what the result pages save as PNG;
   * Lab arrays are N x H x W x 3 float64 in Lab units (L in [0, 100], a and b roughly in
     [-110, 110]), as skimage.color returns them.
-Every metric returns one float64 value per image (a length-N array or tensor).
+Every image metric returns one float64 value per image (a length-N array or tensor).
 """
 from __future__ import annotations
 
@@ -164,3 +164,15 @@ def mean_and_se(values: Sequence[float]) -> Tuple[float, float]:
         return mean, math.nan
     se = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
     return mean, se
+
+
+def topk_correct(scores: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> Tensor:
+    """Number of samples whose label is among their top-k scores, for each k (k capped at C).
+
+    scores: N x C, labels: N class indices. Returns len(ks) int64 counts on the scores' device
+    (no host sync: ``.tolist()`` them, or accumulate them on the device). Ties are broken as
+    torch.topk breaks them.
+    """
+    k_max = min(max(ks), scores.shape[1])
+    hit = scores.topk(k_max, dim=1).indices.eq(labels.unsqueeze(1))
+    return torch.stack([hit[:, :min(k, scores.shape[1])].any(dim=1).sum() for k in ks])
