@@ -3,17 +3,9 @@
 That is what makes three things exact: a run resumed in the middle of an epoch sees the same
 images with the same augmentations as an uninterrupted run; the result does not depend on the
 number of DataLoader workers; and N processes of a data-parallel run together see exactly the
-batches of one process with an N times larger batch.
-
-* :class:`EpochSampler` (a torch DistributedSampler): the epoch's order is a permutation drawn
-  from ``seed + epoch``, cut to ``--max_dataset_size`` (a fresh random subset every epoch, as
-  the fork), split across processes the way DistributedSampler does (padded to a multiple of the
-  world size, rank r takes every world-size-th index from r), and it can start part-way through
-  an epoch. Each item is the key ``(dataset index, epoch, position in this process's list)``.
-  :class:`RandomSubsetSampler` is the same order as plain indices, for one process.
-* :class:`SeededItems`: looks the key up in the image dataset with python's and torch's RNGs
-  seeded from (seed, epoch, dataset index) inside a private RNG scope, so an image's
-  augmentation is fixed by those three numbers; it returns the position in place of the label.
+batches of one process with an N times larger batch. :class:`EpochSampler` gives each process its
+share of the epoch's order as :data:`SampleKey` keys (:class:`RandomSubsetSampler`: plain indices,
+for one process); :class:`SeededItems` seeds each image's augmentation from its key.
 """
 from __future__ import annotations
 
@@ -53,13 +45,15 @@ class EpochSampler(DistributedSampler):
 
     Args:
         data_len: dataset size.
-        num_samples: images per epoch over all processes (None: all); a fresh random subset of
-            that size every epoch.
+        num_samples: images per epoch over all processes (None: all), train.py's
+            --max_dataset_size; a fresh random subset of that size every epoch, as in the fork.
         seed: the epoch's permutation is drawn from a generator seeded with seed + epoch (the
             same stream as torch's DistributedSampler).
         num_replicas, rank: world size and this process's rank (1 and 0 without torchrun).
 
-    ``len()`` is this process's number of items from the current start position on.
+    The order is split across processes as DistributedSampler does: padded to a multiple of the
+    world size, rank r takes every world-size-th index from r. ``len()`` is this process's number
+    of items from the current start position (:meth:`set_start`) on.
     """
 
     def __init__(self, data_len: int, num_samples: Optional[int] = None, seed: int = 0, num_replicas: int = 1,
