@@ -3,10 +3,9 @@
 
     python make_coco_dataset.py --coco_root /data/coco2017 --out_path ./dataset/coco2017
 
-Creates, as symlinks into --coco_root, train/<class>/ (training), val/ (flat: test.py,
-test_sweep.py), val_cls/<class>/ (the probes) and manifest.csv, with one class per image: the
-category with the largest total mask area. A rerun changes nothing and completes an interrupted
-one. The input, the layout, the class rule and the manifest: docs/datasets.md.
+Creates train/<class>/, val/, val_cls/<class>/ (symlinks into --coco_root) and manifest.csv, with
+one class per image: the category with the largest total mask area. The input, the layout, the
+class rule, the manifest and reruns: docs/datasets.md.
 """
 from __future__ import annotations
 
