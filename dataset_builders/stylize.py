@@ -253,7 +253,7 @@ def stylize_folder(model: AdaIN, device: torch.device, content_dir: str, style_d
                    settings: Settings, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                    progress: bool = True, warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Report:
     """Stylize every content image under ``content_dir`` with ``settings.num_styles`` styles from
-    ``style_dir`` into ``output_dir`` (see the module docstring). Returns what was done.
+    ``style_dir`` into ``output_dir`` (docs/datasets.md says how). Returns what was done.
 
     Raises StylizeError (one line) for bad folders, too few styles, or a resume with other
     settings; a failed write (disk full) raises OSError.
