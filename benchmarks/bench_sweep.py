@@ -3,12 +3,11 @@
     python benchmarks/bench_sweep.py                                  # 256 px, 4 images, CUDA if present
     python benchmarks/bench_sweep.py --device cpu --size 64 --batches 3
 
-Both modes do test_sweep.py's work per image (the 26 hinted copies, the generator, the uint8 PSNRs)
-with the real model holding seeded random weights (speed does not depend on them) on random images.
-``batched`` runs 26 x --batch_size rows per forward pass, as test_sweep.py does; ``one_level`` one
-row. Both draw the same hints, so psnr_max_abs_diff_db only shows the kernels' summation order.
-images/s counts source images; batching_ratio is one_level's time / batched's. Prints one JSON
-line; measured figures: docs/speed.md. Not a test.
+Both modes do test_sweep.py's work per image (26 hinted copies, the generator, uint8 PSNRs) with
+the real model on random images: ``batched`` runs 26 x --batch_size rows per forward pass, as
+test_sweep.py does, ``one_level`` one row. Both draw the same hints, so psnr_max_abs_diff_db only
+shows summation order; batching_ratio is one_level's time / batched's; images/s counts source
+images. Prints one JSON line; measured figures: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -58,8 +57,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def build_model(args: argparse.Namespace):
-    """(opt, model): a seeded random-init generator saved and loaded back by models.create_model
-    with test_sweep's hint patches and the benchmark's size, batch size and speed flags."""
+    """(opt, model): a seeded random-init generator (speed does not depend on the weights) saved and
+    loaded back by models.create_model with test_sweep's hint patches and the benchmark's size,
+    batch size and speed flags."""
     flags = [f"--{flag}" for flag in SPEED_FLAGS if getattr(args, flag)]
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         torch.manual_seed(0)
