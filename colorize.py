@@ -5,40 +5,8 @@ r"""Colorize your own photos with a trained SIGGRAPH17 model, optionally with us
     python colorize.py -i photos/ -o colorized/ --checkpoint my_model.pth \
         --hint 120,40,#3060c0 --hint 200,310,#40a040,3 --hints_json more_hints.json
 
-Model: ``--name NAME`` loads <checkpoints_dir>/NAME/<which_epoch>_net_G.pth (default
-./checkpoints/NAME/latest_net_G.pth); ``--checkpoint FILE`` loads a weight file directly. The
-official caffemodel weights (pretrained_models/download_siggraph_model.sh -> siggraph_caffemodel)
-were trained with an uncentred mask and NEED ``--mask_cent 0``; the default 0.5 is right for the
-retrained official model and for models trained with this code.
-
-Input: an image file or a folder (searched recursively; OUTPUT is then a folder that mirrors the
-tree, every output named <stem>.png, or <name>.png where two inputs share a stem). Any size, colour
-or grayscale, 8/16-bit (scaled to 8), with or without alpha (composited on white), palette, CMYK,
-animated (the first frame), EXIF-rotated (turned upright, so the output has the displayed size):
-see data.datasets.load_rgb. Only the lightness is kept, at full resolution. For a file, OUTPUT's
-extension picks the format (.png, .jpg, ...). Outputs are written atomically.
-
-Network size: ``--load_size S`` resizes so that the shorter side is S and the aspect ratio is kept,
-both sides rounded to multiples of 8; ``--load_size 0`` runs at the native size (padded up to a
-multiple of 8 by replicating the border, then cropped back; memory and time grow with the pixel
-count, so large photos need a GPU or a --load_size). The predicted ab is upsampled
-bilinearly to the input size and combined with the input's own full-resolution L, so the output
-has the input's exact size. Images are written as 8-bit RGB (truncated, like test.py's images).
-
-Hints: ``--hint X,Y,#rrggbb[,SIZE]`` (repeatable) and/or ``--hints_json FILE`` holding
-``[{"x": 120, "y": 40, "color": "#3060c0", "size": 3}, ...]`` (or ``{"hints": [...]}``). X is the
-column and Y the row in INPUT-image pixels, 0-based. Only the colour's Lab ab is used. SIZE is the
-side of the square hint patch in NETWORK pixels (default 1; the model was trained with 1..9). The
-same hints apply to every input image, so they are mostly useful with a single file. JSON hints
-come first, then the --hint ones; a later hint overwrites an earlier one where they overlap.
-
-Unreadable files (empty, truncated, not an image, a decompression bomb): a single INPUT file is an
-error; in a folder each is skipped with one warning, and the run ends with the line ``skipped N
-unreadable image file(s); listed in OUTPUT/skipped_images.txt``.
-
-Exit status: 0 on success (a folder run that skipped some images included); 1 when the image (or
-every image of a folder) could not be colorized or written; 2 for wrong arguments, paths, hints or
-checkpoints. Errors are one line on stderr, without a traceback.
+Inputs, outputs, hints, unreadable files and exit statuses: docs/colorize.md. The library that
+does the work: inference/colorize.py.
 """
 from __future__ import annotations
 

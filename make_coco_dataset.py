@@ -3,38 +3,9 @@
 
     python make_coco_dataset.py --coco_root /data/coco2017 --out_path ./dataset/coco2017
 
-Input (``--coco_root``, as unzipped from cocodataset.org)::
-
-    train2017/000000000009.jpg ...                118,287 images
-    val2017/000000000139.jpg ...                  5,000 images
-    annotations/instances_train2017.json, annotations/instances_val2017.json
-
-Output (``--out_path``)::
-
-    train/<class>/<file>      train2017, one class folder per image   (train.py, the probes' training set)
-    val/<file>                val2017, flat                           (test.py, test_sweep.py)
-    val_cls/<class>/<file>    val2017 by class                        (the probes' validation set)
-    manifest.csv              split,image_id,file_name,category_id,class_folder,rule (one row per image)
-
-One class per image (dataset_builders/coco.py): the category with the largest total mask ``area`` over the
-image's non-crowd annotations (``iscrowd`` 0); crowd regions do not vote unless
-``--include_crowd``; a tie goes to the lowest category id. Class folders are the zero-padded COCO
-id and the name with underscores (``001_person``, ``018_dog``, ``010_traffic_light``), so their
-sorted order follows the COCO ids. Images without a counted annotation (1,021 train and 48 val
-images have none at all) go to ``000_background``, or are left out with ``--drop_unlabeled``.
-All 80 class folders (and ``000_background``) are created in both train/ and val_cls/, even when
-empty, so that both have the same class_to_idx (this project's ImageFolderDataset accepts empty
-folders; torchvision's ImageFolder needs ``allow_empty=True``). manifest.csv's ``rule`` column:
-``largest_area`` (non-crowd annotations), ``largest_area_with_crowd`` (``--include_crowd``),
-``no_annotation`` or ``crowd_only`` (background images).
-
-Entries are symlinks to absolute paths in --coco_root (``--copy``: copies); the source is never
-written. Rerunning with the same options changes nothing; an interrupted run is completed by the
-next one; anything in the way (a file that is not the expected link, an image in another class
-folder, a manifest made with other options) is a one-line error before anything is modified.
-A missing or malformed annotation file is a one-line error. An image that the JSON lists but
-that is missing from its folder is left out, with one warning line per split; image files that
-the JSON does not list are ignored. The manifest is written last, so it marks a complete run.
+Creates train/<class>/, val/, val_cls/<class>/ (symlinks into --coco_root) and manifest.csv, with
+one class per image: the category with the largest total mask area. The input, the layout, the
+class rule, the manifest and reruns: docs/datasets.md.
 """
 from __future__ import annotations
 

@@ -1,43 +1,10 @@
 #!/usr/bin/env python
-"""Build the ILSVRC2012 dataset layout used for colorization training and testing.
+"""Build the ILSVRC2012 folder layout of colorization training and testing, as symlinks into --in_path.
 
-Nothing is copied: every entry created under ``--out_path`` is a symlink to an absolute path
-inside ``--in_path``, and nothing is ever written into ``--in_path``.
+    python make_ilsvrc_dataset.py --in_path /path/to/ILSVRC2012 --out_path ./dataset/ilsvrc2012
 
-Expected input (``--in_path``, default ``/data/big/dataset/ILSVRC2012``)::
-
-    train/<wnid>/*.JPEG                       one folder per class
-    val/ILSVRC2012_val_XXXXXXXX.JPEG          flat folder, 00000001 .. 00050000
-
-Output (``--out_path``, default ``./dataset/ilsvrc2012/``)::
-
-    train_small/<wnid> -> IN/train/<wnid>     the first 10 classes in sorted order
-    train              -> IN/train            all classes (a single directory symlink)
-    train/<wnid>       -> IN/train/<wnid>     with --num_classes N: a real directory holding
-                                              one symlink per selected class
-    val/imgs/ILSVRC2012_val_00000001.JPEG .. ILSVRC2012_val_00001000.JPEG
-                                              the first 1000 validation images (one link each)
-    test/imgs/ILSVRC2012_val_%08d.JPEG % (i + 1)
-                                              for every index i in
-                                              resources/ilsvrclin12_val_inds.npy (10,000 images,
-                                              all after the first 1000, so disjoint from val)
-
-``--num_classes N`` selects the first N class folders in sorted order (N=100 gives the
-ImageNet-100 subset used by the research fork); ``train_small`` then holds the first
-min(10, N) of them.
-
-Differences from the original ``make_ilsvrc_dataset.py``:
-
-* classes are taken in sorted order, so ``train_small`` (and the ``--num_classes`` subset) are
-  deterministic; the original used ``os.listdir`` order, which depends on the file system;
-* ``--num_classes`` (from the fork) builds a class subset;
-* the script is idempotent: rerunning it with the same arguments leaves correct links alone and
-  changes nothing. Anything in the way (a symlink pointing elsewhere, a regular file, a ``train``
-  built with a different ``--num_classes``) is reported as a one-line error (exit status 2)
-  before anything is modified;
-* the input is validated up front (missing folders, missing validation or test images), with
-  one-line errors instead of tracebacks;
-* the test-split index file is read from ``resources/`` next to this script.
+The layout (train_small/, train/, val/imgs/, test/imgs/), reruns, and the differences from the
+original's make_ilsvrc_dataset.py: docs/datasets.md and docs/original.md.
 """
 
 import argparse

@@ -6,18 +6,8 @@
         --style_dir ./dataset/painter_by_numbers/train --output_dir ./dataset/stylized_imagenet100/train \\
         --extensions JPEG jpg --content_size 256
 
-Every content image below --content_dir (recursively) gets --num_styles distinct styles drawn from
-the images below --style_dir; each result goes to the same relative folder under --output_dir (so
-ImageFolder class folders survive) as ``<content stem>-stylized-<style stem><content suffix>``.
-The weights are the pretrained ``vgg_normalised.pth`` (encoder; ``vgg_normalized.pth`` is accepted
-too) and ``decoder.pth`` of naoto0804/pytorch-AdaIN, loaded strictly and safely (weights_only).
-
-Rerunning resumes: outputs that exist are kept, the others are made. Also written in --output_dir:
-``content_style_map.json`` (the settings and every content image's styles; a rerun with other
-settings is refused) and ``skipped_imgs.txt`` (absolute paths of unreadable or too small images).
-The run ends with a summary line. Flags with dashes (``--content-dir``, ...) are accepted too, so
-stylize-datasets command lines work. Details and every difference from stylize-datasets:
-dataset_builders/stylize.py.
+The output tree mirrors --content_dir; a rerun resumes. The outputs, and what is the same as
+stylize-datasets and what differs: docs/datasets.md.
 """
 from __future__ import annotations
 

@@ -2,57 +2,10 @@
 
     python test.py --name siggraph_reg2 --dataroot ./dataset/ilsvrc2012/val --how_many 200
 
-For each image (the first --how_many files of --dataroot, flat or nested, in sorted path order,
-squashed to --loadSize x --loadSize) and each hint setting sample_p in (1, 1/8, 1/32) (geometric
-hint counts with mean 0, 7 and 31, as the original test.py), the model runs in eval mode and this
-writes to <results_dir>/<name>/<phase>_<which_epoch>/ (phase is 'val' unless --phase is given):
-
-  index.html   one section per (image, setting), anchored ``%08d_%.3f`` with '.' -> 'p'
-               (00000000_1p000, 00000000_0p125, 00000000_0p031): the visuals gray, hint, hint_ab,
-               fake_entr, real, fake_reg, real_ab, fake_ab_reg, and that image's PSNR and SSIM;
-  images/      <id>_<label>.png, the uint8 images the metrics are computed from;
-  metrics.json per setting the mean and standard error of every metric and the per-image values;
-               num_skipped and skipped (the unreadable files, relative to --dataroot);
-  opt.txt      the options of the run;
-  skipped_images.txt   only when files were skipped: their paths, one a line, sorted.
-
-It prints "p=<p>: <mean PSNR>+/-<SE>" per setting, as the original.
-
-Metrics, per image and setting, all comparing ``real`` with ``fake_reg`` (regression output):
-  psnr          dB, the original's: uint8 images made by TRUNCATION (util.image.to_uint8), MSE
-                over H x W x 3. Identical images give +inf, written as null in metrics.json.
-  ssim          skimage structural_similarity on the uint8 RGB images (7 x 7 uniform window,
-                data_range 255, mean over channels).
-  colorfulness  Hasler & Suesstrunk (2003) of fake_reg, signed opponent channels, uint8 scale.
-  saturation    mean HSV saturation of fake_reg, in [0, 1].
-  colorfulness_real, saturation_real   the same for real (what a perfect model would score).
-  auc           area under the cumulative ab-error curve, thresholds 0..150 (Zhang et al. ECCV16),
-                in [0, 1]: ab from skimage rgb2lab of the uint8 images.
-  ciede2000     mean CIEDE2000 difference (skimage) between the Lab of the two uint8 images.
-  entropy       mean entropy (nats) of the predicted 529-bin distribution of THIS image (the
-                original read a smoothed running value instead, in its test.py).
-``real`` is lab2rgb(L, ground-truth ab), i.e. the input after the Lab round trip, as in the
-original, not the raw RGB file. Every metric except entropy is thus a function of the two saved
-PNGs <id>_real.png and <id>_fake_reg.png. Means and standard errors are over the images:
-SE = std (ddof = 1) / sqrt(n), 0 for one image (the original used ddof = 0 and divided by
---how_many even when fewer images existed).
-
-Determinism: hints for image i come from a torch.Generator on the device seeded from
-(--seed, i) (numpy SeedSequence); its stream is consumed setting by setting (p = 1 draws no hints,
-so that setting does not depend on the seed). An image's hints therefore depend neither on
---how_many nor on --batch_size, and two runs with the same options write identical files on the
-same device (the CPU and CUDA generators give different streams). --batch_size > 1 only batches
-the forward pass (eval-mode batch norm, so each image's output is independent of its batch up to
-floating-point summation order).
-
-Differences from the original: unreadable files (see data.datasets.load_rgb) are skipped with one
-warning each and counted at the end; grayscale images are evaluated; if the folder holds fewer
-than --how_many images, all of them are used and the statistics are over those (the original left
-zero rows that dragged the mean down); any device, not only CUDA.
-
-Exit status: 0; 2 for a missing folder or an unloadable checkpoint, or when no selected image can
-be read; 1 when a result file cannot be written (the files of an earlier run stay whole: every
-write is atomic). Errors are one line on stderr.
+The original's protocol (its test.py): each image colorized in eval mode with no hints and with
+random hints at p = 1/8 and 1/32; the metrics compare ``real`` with ``fake_reg``
+(evaluation/intrinsic.py, util/metrics.py). The protocol, the outputs, the metrics and the exit
+statuses: docs/evaluation.md.
 """
 from __future__ import annotations
 

@@ -2,28 +2,8 @@
 
     python test_sweep.py --name siggraph_reg2 --dataroot ./dataset/ilsvrc2012/test/
 
-Loads <checkpoints_dir>/<name>/<which_epoch>_net_G.pth (never copies or writes it) and, on a fixed
-subset of --how_many images (default 1000) chosen from --seed, colorizes every image with exactly
-0, 1, 2, 3, 4, 5, 6, 8, ..., 398, 501 random hints (26 levels; each hint a --sample_Ps patch,
-6 x 6 by default, at a normally distributed position, filled with the patch's mean ground-truth
-colour). The 26 copies of an image run through the network as one batch (--batch_size images at a
-time, so 26 x batch_size per forward pass; about 5 GB of CPU memory at 256 x 256 for one image).
-Hints come from a torch.Generator seeded once from --seed, drawn image by image, so results depend
-only on the seed, the images and the device, not on --batch_size.
-
-Writes to <results_dir>/<name>/sweep_<which_epoch>/ (fixed names; the original stamped files
-with MM_DD_HHMM and wrote them into the checkpoint folder):
-  sweep.csv   num_points,psnr_mean,psnr_se (26 rows; SE = std(ddof=1)/sqrt(n), 0 for one image)
-  sweep.json  settings, the evaluated image paths, per-image PSNRs (images x 26), mean and SE
-  sweep.png   our curve and the SIGGRAPH17 reference (resources/psnrs_siggraph.npy), mean +- SE
-  index.html  the plot and a table of the 26 levels against the reference
-  skipped_images.txt   only when files were skipped: the unreadable files, one a line, sorted
-PSNR is the original's uint8 PSNR of lab2rgb(L, out_reg) against lab2rgb(L, ground-truth ab),
-clipped to at most 100 dB so that identical images (infinite PSNR) keep every number finite.
-
-Unreadable files are skipped with one warning each and counted at the end (sweep.json "skipped").
-Exit status: 0; 2 for a missing folder, an unloadable checkpoint, or no readable image; 1 when the
-results folder cannot be written (checked before the sweep starts; files are written atomically).
+The original's test_sweep.py protocol, with the engine in evaluation/sweep.py. The protocol, the
+outputs and the exit statuses: docs/evaluation.md.
 """
 from __future__ import annotations
 

@@ -3,29 +3,11 @@
     python benchmarks/bench_prep.py                       # B=25, 176 px, the CUDA GPU if there is one
     python benchmarks/bench_prep.py --device cpu --repeats 5
 
-Batch preparation is what train.py does with a batch after loading it: the uint8 images on the
-device -> normalised Lab, the grayscale filter and the random hints
-(util.hints.get_colorization_data); the baseline starts from float images, as the original did. Two settings, each on the same --batch_size random images:
-
-  train  geometric hint counts, p = --sample_p (1/8: 7 hints per image on average), patch sizes
-         1..9, grayscale filter at 5 (train.py's batches)
-  sweep  exactly --num_points hints per image (500: the sweep's top level is 501), 6 x 6 patches,
-         no filter (test_sweep.py's settings)
-
-The baseline, ``loop_colorization_data``, is the original algorithm written plainly (the
-original's util/util.py), on tensors on the same device with numpy's RNG, as the original's
-add_color_patches_rand_gt: per image, a Bernoulli(1 - p) draw before each point decides whether
-another one follows (or exactly num_points points), the patch size is drawn from sample_Ps, the
-top-left corner from a normal clipped to the image, and the patch is painted with its mean
-ground-truth ab, one slice assignment after the other. The colour conversion and the filter are
-the same batched code in both (the original's were batched too), so ``*_ratio`` is the speed-up of
-the whole preparation and ``*_hints_ratio`` that of the hint sampling alone (on Lab already made).
-``check`` holds the mean mask coverage of both, which must agree within sampling noise: the two
-produce the same kind of batch (same shapes and dtypes, same distribution).
-
-The two are timed alternately (ours, loop, ours, loop, ...; --warmup untimed pairs first, then
---repeats timed ones): images/s come from the median call, each ratio is the median of the
-per-pair ratios, so a change in the machine's load hits both alike. Prints one JSON line. Not a test.
+Times what train.py does with a loaded batch (uint8 -> normalised Lab, grayscale filter, hints) in
+two settings, ``train`` (--sample_p, patches 1..9, filter at 5) and ``sweep`` (exactly --num_points
+hints, 6 x 6, no filter), against the original's algorithm written plainly
+(``loop_colorization_data``). ``check`` holds the mean mask coverage of both, which must agree
+within sampling noise. Prints one JSON line; the figures and measured values: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -52,7 +34,11 @@ SWEEP_SAMPLE_PS = (6,)
 
 def loop_hints(ab: Tensor, rng: np.random.RandomState, p: float, num_points: Optional[int],
                sample_Ps: Sequence[int]) -> tuple[Tensor, Tensor]:
-    """The original's hint sampling, image by image and point by point.
+    """The original's hint sampling (its util/util.py add_color_patches_rand_gt), image by image and
+    point by point, with numpy's RNG: before each point a Bernoulli(1 - p) draw decides whether
+    another follows (or exactly num_points points), the patch size comes from sample_Ps, the
+    top-left corner from a normal clipped to the image, and the patch is painted with its mean
+    ground-truth ab, one slice assignment after the other.
 
     ab: normalised ground-truth ab, N x 2 x H x W. Returns (hint_ab N x 2 x H x W, mask N x 1 x H x W
     in {0, 1}), ab's dtype and device, like util.hints.add_color_patches.
@@ -83,7 +69,11 @@ def loop_colorization_data(rgb: Tensor, rng: np.random.RandomState, *, ab_thresh
                            num_points: Optional[int], sample_Ps: Sequence[int],
                            mask_cent: float = 0.5) -> Optional[ColorizationBatch]:
     """The baseline batch: rgb (N x 3 x H x W in [0, 1]) -> a ColorizationBatch as
-    util.hints.get_colorization_data gives (default Lab normalisation), or None if all are gray."""
+    util.hints.get_colorization_data gives (default Lab normalisation), or None if all are gray.
+
+    It starts from float images, as the original did. The colour conversion and the grayscale filter
+    are the same batched code as ours (the original's were batched too), so the two differ only in
+    the hint sampling (:func:`loop_hints`)."""
     lab = rgb2lab_norm(rgb)
     keep = colorful_mask(lab[:, 1:], ab_thresh)
     if not bool(keep.any()):

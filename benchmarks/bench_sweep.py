@@ -3,19 +3,11 @@
     python benchmarks/bench_sweep.py                                  # 256 px, 4 images, CUDA if present
     python benchmarks/bench_sweep.py --device cpu --size 64 --batches 3
 
-Both modes do test_sweep.py's work per image: draw the 26 hinted copies (evaluation.sweep.sweep_hints),
-run the generator and compute the uint8 PSNRs (evaluation.sweep.batch_psnr). ``batched`` puts the copies
-of --batch_size images through the network together (26 x batch_size rows per forward pass, what
-test_sweep.py does); ``one_level`` runs one copy per forward pass. The hints come from the same
-seeded generator in both, so the PSNRs must agree up to the summation order of the kernels
-(psnr_max_abs_diff_db). The model is the real one (models.create_model with test options, 6 x 6
-patches, --amp/--channels_last/--compile as given) holding a seeded random initialisation: speed
-does not depend on the weights. Images are random uint8 noise.
-
-images/s counts source images (26 colorizations each). The modes take turns, --batch_size images
-at a time (--warmup untimed turns each first: they hold torch.compile's compilation, then
---batches timed ones), so that a change in the machine's load hits both alike; batching_ratio is
-the median over the turns of one_level's time / batched's time. Prints one JSON line. Not a test.
+Both modes do test_sweep.py's work per image (26 hinted copies, the generator, uint8 PSNRs) with
+the real model on random images: ``batched`` runs 26 x --batch_size rows per forward pass, as
+test_sweep.py does, ``one_level`` one row. Both draw the same hints, so psnr_max_abs_diff_db only
+shows summation order; batching_ratio is one_level's time / batched's; images/s counts source
+images. Prints one JSON line; measured figures: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -53,7 +45,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (test_sweep's --loadSize)")
     parser.add_argument("--batch_size", type=int, default=1, help="images per timed call (batched: per forward pass)")
     parser.add_argument("--batches", type=int, default=4, help="timed calls per mode")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per mode first")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per mode first (they hold torch.compile's compilation)")
     for flag in SPEED_FLAGS:
         parser.add_argument(f"--{flag}", action="store_true", help=f"the model's --{flag} (both modes)")
     args = parser.parse_args(argv)
@@ -65,8 +57,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def build_model(args: argparse.Namespace):
-    """(opt, model): a seeded random-init generator saved and loaded back by models.create_model
-    with test_sweep's hint patches and the benchmark's size, batch size and speed flags."""
+    """(opt, model): a seeded random-init generator (speed does not depend on the weights) saved and
+    loaded back by models.create_model with test_sweep's hint patches and the benchmark's size,
+    batch size and speed flags."""
     flags = [f"--{flag}" for flag in SPEED_FLAGS if getattr(args, flag)]
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         torch.manual_seed(0)

@@ -3,36 +3,11 @@
     python benchmarks/bench_train.py --device cuda --batch_size 64 --size 176 --steps 20
     python benchmarks/bench_train.py --device cpu --batch_size 8 --size 48 --steps 5 --configs fp32 amp
 
-Each step is what train.py does per batch after loading: uint8 -> float on the device, Lab and
-hints (util.hints.get_colorization_data), then the real model's optimize_parameters() (forward,
-all logged metrics, backward, the non-finite guard and the Adam step). The model comes from
-models.create_model with TrainOptions and the configuration's flags, so each configuration is
-what ``train.py <flags>`` runs:
-
-  fp32                      no flags (the default, bit-faithful run)
-  amp                       --amp
-  channels_last             --channels_last
-  amp+channels_last         --amp --channels_last
-  compile                   --compile
-  amp+channels_last+compile --amp --channels_last --compile
-
---configs picks some (default: all, on any device; on 2 CPU cores each compiled configuration
-spends about a minute compiling). The --warmup steps run first and are not timed; their time is
-reported as warmup_s (it holds torch.compile's compilation). Each configuration runs in a fresh
-Python process unless --in_process, so that one's memory and compile caches cannot flatter the
-next.
-
-Peak memory (peak_mem_gib): on CUDA, torch.cuda.max_memory_allocated over warmup and timed steps
-(weights, gradients, Adam state, activations); on the CPU, the peak resident set of the process
-minus its resident set just before the model was built, reported only when the process runs one
-configuration (always, without --in_process; it must be a fresh process, as the children are, since
-the peak is the process's own), else null.
-
-Prints one JSON line per configuration, then a summary line of ratios to fp32 (the first
-configuration when fp32 is not among them). achieved_tflops counts a step as 3 forwards of
-71.6 GFLOP per 176 px image (scaled by pixels); mfu divides it by --peak_tflops (configurations
-with --amp) or --peak_tflops_fp32 (the others; on CUDA, PyTorch runs fp32 convolutions in TF32 by
-default, see cudnn_tf32), null when that peak is not given. Not a test: nothing is asserted.
+A step is what train.py does per batch after loading (uint8 -> Lab and hints, then the real model's
+optimize_parameters: forward, backward, the non-finite guard, the Adam step), for each configuration
+of train.py's speed flags (--configs), each in a fresh process unless --in_process. Prints one JSON
+line per configuration, then a summary line of ratios to fp32 (else to the first configuration).
+How achieved_tflops, mfu and peak_mem_gib are counted: run_config; measured figures: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -82,7 +57,15 @@ def peak_rss_bytes() -> int:
 
 
 def run_config(args, config: str, measure_rss: bool) -> dict:
-    """Build the model of ``config``, run --warmup then --steps training steps; its JSON record."""
+    """Build the model of ``config``, run --warmup then --steps training steps; its JSON record.
+
+    achieved_tflops counts a step as TRAIN_STEP_FORWARDS forwards of forward_flops(size); mfu divides
+    it by --peak_tflops (configurations with --amp) or --peak_tflops_fp32 (the others), None when
+    that peak is not given. peak_mem_gib: on CUDA, torch.cuda.max_memory_allocated over the warmup
+    and timed steps (weights, gradients, Adam state, activations); on the CPU, the peak resident set
+    of the process minus its resident set just before the model was built, only with
+    ``measure_rss`` (the process's peak is its own, so it must run this configuration alone), else None.
+    """
     device = args.device
     opt = TrainOptions().parse(["--gpu_ids", "-1", "--sample_p", str(args.sample_p), "--batch_size",
                                 str(args.batch_size), "--fineSize", str(args.size), "--loadSize", str(args.size),
@@ -130,7 +113,8 @@ def run_config(args, config: str, measure_rss: bool) -> dict:
 
 def run_isolated(args, config: str) -> dict:
     """run_config in a fresh interpreter: this script with the same settings, --in_process and one
-    configuration. Its stderr passes through; a failure becomes {"config", "error"}."""
+    configuration, so that one configuration's memory and compile caches cannot flatter the next.
+    Its stderr passes through; a failure becomes {"config", "error"}."""
     cmd = [sys.executable, os.path.abspath(__file__), "--in_process", "--configs", config, "--device", str(args.device),
            "--batch_size", str(args.batch_size), "--size", str(args.size), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--sample_p", str(args.sample_p)]

@@ -1,16 +1,9 @@
 """Image-folder datasets that skip unreadable files instead of crashing, and the skip report.
 
-Layouts:
-  * training: ImageFolder layout, ``root/<class>/<image>`` (class labels are returned but the
-    colorization losses do not use them);
-  * evaluation: flat ``root/<image>`` or nested ``root/<any>/<image>`` (labels are -1 when flat).
-Files are found recursively, sorted, and filtered by extension.
-
-Bad files: :func:`load_rgb` turns every readable file into 8-bit RGB the same way for every script
-and raises UnreadableImageError for the others; a dataset returns a :class:`SkippedImage` record
-for such a file, :func:`collate_skip_bad` passes the records on with the batch (across DataLoader
-worker processes), and the script's :class:`SkipLog` warns once per file and reports the run's
-list at the end.
+:func:`load_rgb` reads an image file the same way for every script and raises
+UnreadableImageError for a file it cannot read; a dataset returns a :class:`SkippedImage` record
+for it, :func:`collate_skip_bad` passes the records on with the batch (across DataLoader worker
+processes) and the script's :class:`SkipLog` reports them. Folder layouts: docs/datasets.md.
 """
 from __future__ import annotations
 

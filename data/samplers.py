@@ -44,19 +44,17 @@ def call_seeded(seed: int, fn, *args):
 class EpochSampler(DistributedSampler):
     """This process's share of the epoch's random order, as (index, epoch, position) keys.
 
-    The order is split across processes as DistributedSampler splits it: padded to a multiple of
-    the world size, rank r takes every world-size-th index from r. It can start part-way through
-    an epoch (:meth:`set_start`).
-
     Args:
         data_len: dataset size.
-        num_samples: images per epoch over all processes (None: all); a fresh random subset of
-            that size every epoch.
+        num_samples: images per epoch over all processes (None: all), train.py's
+            --max_dataset_size; a fresh random subset of that size every epoch, as in the fork.
         seed: the epoch's permutation is drawn from a generator seeded with seed + epoch (the
             same stream as torch's DistributedSampler).
         num_replicas, rank: world size and this process's rank (1 and 0 without torchrun).
 
-    ``len()`` is this process's number of items from the current start position on.
+    The order is split across processes as DistributedSampler does: padded to a multiple of the
+    world size, rank r takes every world-size-th index from r. ``len()`` is this process's number
+    of items from the current start position (:meth:`set_start`) on.
     """
 
     def __init__(self, data_len: int, num_samples: Optional[int] = None, seed: int = 0, num_replicas: int = 1,

@@ -1,15 +1,8 @@
 """MS-COCO 2017 instance annotations -> one class per image (standard-library json, no pycocotools).
 
-Reads ``instances_{train,val}2017.json`` (fields: images[].id/file_name, annotations[].image_id/
-category_id/area/iscrowd, categories[].id/name; everything else is ignored) and labels each image
-with ONE category by this rule (largest total mask area):
-
-  for each category, add up the ``area`` (segmentation mask area in pixels, not the bbox's) of the
-  image's annotations with ``iscrowd == 0`` (with ``include_crowd`` the crowd regions count too);
-  the category with the largest total wins; a tie goes to the lowest category id.
-
-An image with no counted annotation (none at all, or only crowd regions when they do not count)
-gets no category (None). Sums use math.fsum, so they do not depend on the order of the file.
+:func:`load_instances` reads and validates ``instances_{train,val}2017.json`` (only the fields
+listed in ``_FIELDS``); :func:`label_images` labels each image with one category, by the rule that
+docs/datasets.md states (largest total mask area); :func:`class_folder` names its folder.
 """
 from __future__ import annotations
 
@@ -142,7 +135,10 @@ def class_folder(category_id: int, name: str) -> str:
 
 
 def label_images(instances: Instances, include_crowd: bool = False) -> Dict[int, Optional[int]]:
-    """image id -> the winning category id by the module's rule, or None (no counted annotation)."""
+    """image id -> the category id with the largest total ``area`` (the segmentation mask's area in
+    pixels, not the bbox's) over the image's annotations with iscrowd 0 (all of them with
+    ``include_crowd``), a tie going to the lowest id; None when no annotation counts. Sums use
+    math.fsum, so they do not depend on the order of the file."""
     areas: Dict[int, Dict[int, List[float]]] = defaultdict(lambda: defaultdict(list))
     for ann in instances.annotations:
         if include_crowd or ann["iscrowd"] == 0:

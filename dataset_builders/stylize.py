@@ -1,45 +1,9 @@
 """Stylizing a whole image folder with AdaIN, as bethgelab/stylize-datasets' stylize.py, batched.
 
-What is the same as stylize-datasets (see make_stylized_dataset.py for the command line):
-
-* files: every file under the content (style) folder, recursively, whose name ends in
-  ``.<ext>`` for one of the extensions, matched case-sensitively (``photo.JPG`` is not found
-  with the default ``png jpeg jpg``), sorted path part by path part;
-* preprocessing: content resized so that its shorter side is ``content_size`` (torchvision
-  ``Resize(int)``, bilinear with antialiasing; 0 keeps the size) then ``CenterCrop(crop)`` (0: no
-  crop); style resized to ``style_size`` (0 keeps the size), never cropped; RGB in [0, 1], no
-  normalisation;
-* AdaIN on relu4_1 with alpha blending in feature space (models.adain);
-* output: ``<output_dir>/<content's relative folder>/<content stem>-stylized-<style stem><content
-  suffix>``, 8*ceil(H/8) x 8*ceil(W/8) pixels (not cropped back), clamp(x*255+0.5) truncated to
-  uint8, written by PIL in the format of the content's suffix with PIL's defaults (JPEG quality 75);
-* ``skipped_imgs.txt`` in the output folder lists the absolute paths of the images that could
-  not be used.
-
-What differs, and why:
-
-* speed: each content image is read and encoded once (not once per style); each style image once,
-  keeping only its per-channel relu4_1 mean and std (all AdaIN needs); contents of the same size
-  are encoded together and their (content, style) pairs decoded in batches of ``batch_size``.
-  AdaIN's statistics are per sample, so a batch gives each pair what it would get alone (up to
-  floating-point summation order of the convolutions);
-* reproducible style choice: the ``num_styles`` distinct styles of a content image come from a
-  generator seeded with (seed, the image's relative path), so they depend neither on the other
-  images nor on what an earlier run finished; ``content_style_map.json`` records the choice and
-  the settings (the reference's choice was unseeded and unrecorded);
-* resumable: an output that exists and is not empty counts as done and is not recomputed; outputs
-  are written to a temporary file and renamed, so a killed run never leaves a partial image that a
-  rerun would take for done. A rerun with different settings (alpha, sizes, crop, seed,
-  num_styles, or a style folder that changed the choice) is refused instead of mixing two
-  datasets in one folder;
-* errors: an unreadable or too small (< 9 px side after preprocessing) content image is skipped
-  with a one-line warning, as the reference; an unreadable or too small style image is skipped
-  too, and only the pairs that drew it are lost (the reference lost the whole content image);
-* reading goes through data.datasets.load_rgb: EXIF orientation is applied (the reference ignored
-  it), 16-bit images are scaled to 8 bits, CMYK/palette/grayscale become RGB; an alpha channel is
-  dropped without compositing, as the reference (the colour under transparent pixels is kept).
-  PIL's decompression-bomb limit is lifted while stylizing, as the reference did: style paintings
-  can be very large.
+:func:`stylize_folder` is the engine of make_stylized_dataset.py: each content and style image is
+encoded once, (content, style) pairs are decoded in batches, the styles of an image are drawn from
+the seed and its path (:func:`choose_styles`), and a rerun resumes where the last one stopped. What
+is the same as stylize-datasets and every difference: docs/datasets.md.
 """
 from __future__ import annotations
 
@@ -289,7 +253,7 @@ def stylize_folder(model: AdaIN, device: torch.device, content_dir: str, style_d
                    settings: Settings, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                    progress: bool = True, warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Report:
     """Stylize every content image under ``content_dir`` with ``settings.num_styles`` styles from
-    ``style_dir`` into ``output_dir`` (see the module docstring). Returns what was done.
+    ``style_dir`` into ``output_dir`` (docs/datasets.md says how). Returns what was done.
 
     Raises StylizeError (one line) for bad folders, too few styles, or a resume with other
     settings; a failed write (disk full) raises OSError.

@@ -1,32 +1,8 @@
 """Colorize one photo with a trained SIGGRAPH17 generator, optionally guided by user colour hints.
 
-This is the library behind ``colorize.py``; tests and notebooks call :func:`colorize` directly.
-
-Pipeline (NCHW float tensors, all on the device of the input image):
-
-1. ``rgb``: the input, sRGB in [0, 1], 1 x 3 x H x W, any H and W. Only its lightness is used:
-   ``L = rgb2lab_norm(rgb)[:, :1]`` at full resolution (a grayscale input has R = G = B, so its
-   ab is 0; a colour input simply loses its ab).
-2. The network input, at a size whose sides are multiples of 8 (the generator needs that):
-
-   * ``load_size S > 0``: the RGB image is resized (bilinear, antialiased, like the evaluation
-     transform) so that its SHORTER side is S rounded to a multiple of 8 and its longer side keeps
-     the aspect ratio, also rounded to a multiple of 8. Photos are not squashed (test.py, which
-     mirrors the paper's benchmark, squashes to S x S instead). L is computed from the resized RGB.
-   * ``load_size 0``: native size. The full-resolution L is padded at the bottom and right by
-     replicating the last row/column up to the next multiple of 8, and the prediction is cropped
-     back, so no pixel is lost or resampled.
-
-3. Hints are painted at network resolution: ``hint_B = ab / 110`` over each hint's patch (0
-   elsewhere) and ``mask = 1`` there (0 elsewhere); the network is fed ``mask - mask_cent``,
-   as in training and the original's ``add_color_patch``. See :class:`Hint` for coordinates.
-4. The generator runs in eval mode without autograd. Its regression output ``out_reg``
-   (normalised ab) is cropped to the image (``load_size 0``) or upsampled bilinearly
-   (``align_corners=False``) to H x W, joined with the full-resolution L, converted with
-   ``lab_norm2rgb`` and clipped to [0, 1]. The result has the input's exact size.
-
-Saving as uint8 (``util.image.to_uint8``) truncates like the evaluation scripts' images, so the
-result of a 256 x 256 input equals the ``fake_reg`` image test.py would write for it.
+The library behind ``colorize.py`` (docs/colorize.md): :func:`colorize` takes an RGB tensor and
+:class:`Hint` objects (from :func:`parse_hint` or :func:`load_hints_json`); tests and a future app
+call it directly.
 """
 from __future__ import annotations
 
@@ -220,7 +196,7 @@ def paint_hints(hints: Sequence[Hint], image_hw: Tuple[int, int], net_hw: Tuple[
 @torch.inference_mode()
 def colorize(net: nn.Module, rgb: Tensor, hints: Sequence[Hint] = (), load_size: int = 256,
              mask_cent: float = 0.5) -> Tensor:
-    """Colorize one image (see the module docstring for every step).
+    """Colorize one image.
 
     Args:
         net: a SIGGRAPHGenerator (put in eval mode here) on the same device as ``rgb``.
@@ -230,6 +206,23 @@ def colorize(net: nn.Module, rgb: Tensor, hints: Sequence[Hint] = (), load_size:
         mask_cent: subtracted from the {0, 1} hint mask: 0.5 for our and the retrained models,
             0 for the official caffemodel weights.
     Returns sRGB in [0, 1], 1 x 3 x H x W: the input's L with the predicted ab.
+
+    Steps, all on rgb's device:
+
+    1. L = rgb2lab_norm(rgb)[:, :1] at full resolution (a colour input simply loses its ab).
+    2. The network input, with sides in multiples of 8 (the generator needs that): with
+       load_size > 0 the RGB image is resized (bilinear, antialiased, like the evaluation
+       transform) keeping its aspect ratio, and L is taken from it; photos are not squashed, unlike
+       test.py, which mirrors the paper's benchmark. With load_size 0 the full-resolution L is
+       padded at the bottom and right by replicating the last row/column, so no pixel is resampled.
+    3. The hints are painted at network resolution (:func:`paint_hints`), and the network is fed
+       ``mask - mask_cent``, as in training and the original's util/util.py add_color_patch.
+    4. The generator's regression output (normalised ab) is cropped back (load_size 0) or upsampled
+       bilinearly (align_corners=False) to H x W, joined with the full-resolution L, converted with
+       lab_norm2rgb and clipped to [0, 1].
+
+    Saved as uint8 (util.image.to_uint8, truncating), the result of a 256 x 256 input equals the
+    ``fake_reg`` image test.py writes for it.
     """
     if rgb.dim() == 3:
         rgb = rgb.unsqueeze(0)

@@ -1,22 +1,10 @@
 """AdaIN style transfer (Huang & Belongie, ICCV 2017) with the layout of the public weight files.
 
-The networks are built so that the two pretrained files that bethgelab/stylize-datasets and
-rgeirhos/Stylized-ImageNet use (``vgg_normalised.pth``, 34 keys, and ``decoder.pth``, 18 keys,
-published by naoto0804/pytorch-AdaIN) load strictly:
-
-* :func:`build_vgg_normalised`: the full 53-module encoder Sequential (a 1x1 "preprocessing" conv,
-  then VGG-19's convolutions up to relu5_4), so that the whole file loads with ``strict=True``.
-  Stylization only runs its first :data:`RELU4_1_END` children (up to relu4_1).
-* :func:`build_decoder`: the 29-module decoder Sequential, which mirrors the encoder up to relu4_1.
-
-Conventions of both: every 3x3 conv has padding 0 and is preceded by a 1-pixel ReflectionPad2d;
-ReLUs are not in-place; max pools are 2x2, stride 2, ``ceil_mode=True``; upsampling is nearest
-x2; the decoder has no activation after its last conv (its output is unbounded). The encoder takes
-an RGB image in [0, 1] with NO mean/std normalisation (the 1x1 conv at index 0 is part of the
-weights and does that). A side of n pixels becomes ceil(n / 8) at relu4_1, so the output of
-:meth:`AdaIN.decode` is 8*ceil(H/8) x 8*ceil(W/8), and every side must be at least
-:data:`MIN_SIDE` (9) px: at 8 px or less the relu4_1 map is 1 px wide and the decoder's first
-reflection pad fails.
+The networks are built so that the two files of naoto0804/pytorch-AdaIN that bethgelab/stylize-datasets
+and rgeirhos/Stylized-ImageNet use, ``vgg_normalised.pth`` (34 keys) and ``decoder.pth`` (18 keys),
+load strictly. Conventions of both: every 3x3 conv has padding 0 and follows a 1-pixel
+ReflectionPad2d; ReLUs are not in-place; max pools are 2x2, stride 2, ``ceil_mode=True``. The
+engine that uses them: dataset_builders/stylize.py (docs/datasets.md).
 """
 from __future__ import annotations
 
@@ -42,14 +30,18 @@ _DECODER_LAYOUT: Sequence = ((512, 256), "up", (256, 256), (256, 256), (256, 256
 VGG_MODULES = 53
 #: Encoder children [0, RELU4_1_END) end at relu4_1 (index 30), the layer AdaIN works on.
 RELU4_1_END = 31
-#: Smallest image side (px) the networks accept.
+#: Smallest image side (px) the networks accept: at 8 px or less the relu4_1 map is 1 px wide and
+#: the decoder's first reflection pad fails.
 MIN_SIDE = 9
 #: Added to the (unbiased) variance before the square root in AdaIN's statistics.
 EPS = 1e-5
 
 
 def build_vgg_normalised() -> nn.Sequential:
-    """The full 53-child encoder of ``vgg_normalised.pth`` (untrained; load the weights into it)."""
+    """The full 53-child encoder of ``vgg_normalised.pth`` (untrained; load the weights into it): a
+    1x1 "preprocessing" conv, then VGG-19's convolutions up to relu5_4, so that the whole file loads
+    with ``strict=True``; stylization runs only its first RELU4_1_END children. It takes RGB in
+    [0, 1] with NO mean/std normalisation: the 1x1 conv, part of the weights, does that."""
     layers: List[nn.Module] = []
     for i, spec in enumerate(_VGG_LAYOUT):
         if spec == 0:
@@ -62,7 +54,9 @@ def build_vgg_normalised() -> nn.Sequential:
 
 
 def build_decoder() -> nn.Sequential:
-    """The 29-child decoder of ``decoder.pth`` (untrained); no activation after the last conv."""
+    """The 29-child decoder of ``decoder.pth`` (untrained), which mirrors the encoder up to relu4_1
+    with nearest x2 upsampling in place of the pools; no activation after the last conv, so its
+    output is unbounded."""
     layers: List[nn.Module] = []
     for spec in _DECODER_LAYOUT:
         if spec == "up":

@@ -1,16 +1,9 @@
 """The colorization model: SIGGRAPH17 generator, its losses, metrics and visuals.
 
-The name follows the original (its model class lived in ``models/pix2pix_model.py``).
-
-Loss (the original's Pix2PixModel.compute_losses_G, plus the fork's saturation term):
-    loss_G = G_CE * lambda_A + G_L1_reg + lambda_sat * S_reg
-    G_CE     cross-entropy of the 529-class logits against the quantised ground truth, taken at the
-             top-left pixel of each 4 x 4 cell; mean over N * H/4 * W/4.
-    G_L1_reg 10 * mean over N*H*W of sum over a, b of |fake_B_reg - real_B| (normalised ab).
-    S_reg    SAT_REF_PIXELS * mean over N*H*W of (1 - HSV saturation of lab2rgb(L, fake_B_reg)
-             clipped to [0, 1]): the desaturation of a 176 x 176 crop's worth of pixels, so that
-             the study's weight 1e-4 gives a term of up to ~3.1, comparable with G_L1_reg, at any
-             training resolution. It falls as the predicted colours get more saturated.
+The name follows the original (its model class lived in ``models/pix2pix_model.py``). The trained
+loss is ``loss_G = G_CE * lambda_A + G_L1_reg + lambda_sat * S_reg``: the original's
+Pix2PixModel.compute_losses_G plus the fork's saturation term, each term defined in
+docs/training.md.
 """
 from __future__ import annotations
 
@@ -28,7 +21,8 @@ from util.distributed import DistInfo, any_flag, convert_sync_batchnorm
 from util.hints import ColorizationBatch
 from util.perf import call_with_flags, grad_scaler
 
-#: Pixels of one 176 x 176 training crop: the normalisation of S_reg (see module docstring).
+#: Pixels of one 176 x 176 training crop: the scale of S_reg, so that the study's weight 1e-4 gives a
+#: term comparable with G_L1_reg at any training resolution (docs/training.md).
 SAT_REF_PIXELS = 176 * 176
 
 

@@ -2,21 +2,10 @@
 
     python scripts/make_study_smoke_data.py --out_path ./study_smoke/data
 
-Nothing is downloaded. Under --out_path:
-
-  imagenet/train, train_small, val    scripts/make_sample_dataset.py (crops of scikit-image photos)
-  imagenet/val_classes/<photo>/       other crops of the training photos (the probes' validation set)
-  styles/                             three style images (scikit-image's logo with its alpha
-                                      channel, the colour wheel, a crop of the astronaut)
-  adain/vgg_normalised.pth, decoder.pth
-                                      RANDOM weights in the exact key/shape format of the pretrained
-                                      AdaIN files (He-initialised convolutions, so that images keep
-                                      their contrast through the random networks)
-  coco/train2017, val2017, annotations/instances_{train,val}2017.json
-                                      a fake COCO 2017 tree with real field names (see FAKE_COCO)
-  smoke_data.txt                      written last: what is here
-
-Running it again rewrites everything with the same content.
+Nothing is downloaded: crops of scikit-image's photos for ImageNet (scripts/make_sample_dataset.py,
+plus imagenet/val_classes/ for the probes), three style images, RANDOM weights in the format of the
+AdaIN files (fake_adain_state_dicts) and a fake COCO 2017 tree (FAKE_COCO). smoke_data.txt,
+written last, lists what is there; a rerun rewrites the same content. The study: docs/study.md.
 """
 from __future__ import annotations
 

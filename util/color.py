@@ -1,15 +1,11 @@
-"""Colour conversion and ab quantisation, as in the original colorization-pytorch.
+"""Colour conversion and ab quantisation, as in the original's util/util.py, and the Lab constants.
 
 Every function works on NCHW torch tensors of any floating dtype on any device, and is
-differentiable. RGB is sRGB in [0, 1] (what ``ToTensor`` gives, no mean/std normalisation).
-Lab is CIE L*a*b* (D65, 2 degree observer) with L in [0, 100] and a, b roughly in [-110, 110].
-"Normalised" Lab is what the network sees: ``((L - l_cent) / l_norm, a / ab_norm, b / ab_norm)``,
-by default ``((L - 50) / 100, a / 110, b / 110)``.
-
-The constants are the original's (they match ``skimage.color`` to ~1e-13 in float64). The
-piecewise functions use ``torch.where`` with the power branch evaluated on a clamped input, so the
-forward values equal the original's mask blend and the unused branch never puts NaN/inf into
-the gradient.
+differentiable. RGB is sRGB in [0, 1] (what ``ToTensor`` gives); Lab is CIE L*a*b* (D65, 2 degree
+observer) with L in [0, 100] and a, b roughly in [-110, 110]; "normalised" Lab, what the network
+sees, is ``((L - L_CENT) / L_NORM, a / AB_NORM, b / AB_NORM)``. The constants are the original's
+(they match ``skimage.color`` to ~1e-13 in float64); the piecewise functions use ``torch.where`` on
+a clamped input, so the unused branch never puts NaN/inf into the gradient.
 """
 from __future__ import annotations
 

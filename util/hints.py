@@ -1,18 +1,10 @@
 """Training/evaluation batches: Lab split, grayscale filter and random colour hints.
 
-This is the vectorised, device-side equivalent of the original ``get_colorization_data`` and
-``add_color_patches_rand_gt`` (the original's util/util.py). Everything runs on the batch's device
-with no Python loop over images or points; randomness comes from a ``torch.Generator`` so a run
-is reproducible from its seed.
-
-Hint model (per image, independently):
-  * number of hints K: geometric, P(K = k) = p (1 - p)^k (mean (1 - p) / p; p = 1 gives none),
-    or exactly ``num_points``;
-  * each hint is a P x P patch, P uniform over ``sample_Ps``;
-  * top-left corner (h, w): ``samp='normal'``: h = floor(clip(N((H-P+1)/2, (H-P+1)/4), 0, H-P)),
-    likewise w; ``samp='uniform'``: h uniform over 0..H-P;
-  * the patch is filled with the mean ground-truth ab over the patch, and the mask there is 1;
-    where patches overlap the later one wins, as in the original's sequential painting.
+The vectorised, device-side equivalent of the original's util/util.py get_colorization_data and
+add_color_patches_rand_gt: no Python loop over images or points, and randomness from a
+``torch.Generator``, so a run is reproducible from its seed. Hints are made in two steps: their
+geometry (:func:`sample_hint_geometry`, independent of the images), then the painting
+(:func:`paint_hints`).
 """
 from __future__ import annotations
 
@@ -73,7 +65,8 @@ def colorful_mask(ab: Tensor, ab_thresh: float, ab_norm: float = AB_NORM) -> Ten
 def sample_hint_counts(
     n: int, p: float, generator: Optional[torch.Generator] = None, device: Union[str, torch.device] = "cpu"
 ) -> Tensor:
-    """Draw N geometric hint counts, P(K = k) = p (1 - p)^k, as int64 on ``device``.
+    """Draw N geometric hint counts, P(K = k) = p (1 - p)^k (mean (1 - p) / p; p = 1 gives none), as
+    int64 on ``device``.
 
     Inverse-CDF sampling: K = floor(log(U) / log(1 - p)) with U uniform in (0, 1].
     """
@@ -123,7 +116,11 @@ def sample_hint_geometry(
     image content, so every process of a data-parallel run can draw the geometry of the whole
     global batch from the same generator and keep its own rows of it. num_points: an exact count
     for every image (int) or per image (int64 tensor of length ``total``); None draws geometric
-    counts with parameter p.
+    counts with parameter p (:func:`sample_hint_counts`).
+
+    Each hint is a P x P patch, P uniform over ``sample_Ps``, with its top-left corner (h, w) at
+    h = floor(clip(N((H-P+1)/2, (H-P+1)/4), 0, H-P)), likewise w, for ``samp='normal'`` (the
+    original's), or h uniform over 0..H-P for ``samp='uniform'``.
     """
     sizes = torch.as_tensor(list(sample_Ps), dtype=torch.long, device=device)
     if sizes.numel() == 0 or int(sizes.min()) < 1 or int(sizes.max()) > min(height, width):
@@ -153,7 +150,8 @@ def paint_hints(ab: Tensor, geometry: HintGeometry, sample_Ps: Sequence[int] = D
                 use_avg: bool = True) -> tuple[Tensor, Tensor]:
     """Paint the hint patches of ``geometry`` (one row per image of ``ab``) from ground-truth ab.
 
-    ab: normalised ab, N x 2 x H x W. Returns (hint_ab, mask) as :func:`add_color_patches`.
+    ab: normalised ab, N x 2 x H x W. Returns (hint_ab, mask) as :func:`add_color_patches`. Where
+    patches overlap, the later one wins, as in the original's sequential painting.
     The work is proportional to the patch pixels (N x K x P x P), not to the image: each patch's
     mean is a sum over its own gathered pixels, and each pixel is written by its winning patch.
     """

@@ -1,15 +1,7 @@
-"""Speed switches shared by every script that runs the generator: mixed precision, channels_last
-memory layout and torch.compile. All are off by default, so a default run is the fp32 eager
-computation that the parity tests check against the original.
-
-* ``--amp``: autocast to bfloat16 where the device supports it (every CPU, CUDA GPUs from Ampere
-  on), else float16 with a GradScaler. Only the generator runs in low precision; the losses, the
-  colour conversions and the metrics are computed in float32 (the model casts its outputs).
-* ``--channels_last``: NHWC memory layout for the weights and the inputs (faster convolutions on
-  tensor cores and in oneDNN).
-* ``--compile``: ``torch.compile`` of the generator. Where it cannot work (no C++ compiler for the
-  CPU backend, an unsupported Python or platform) or fails on the first call, the run goes on in
-  eager mode after a one-line warning.
+"""Speed switches shared by every script that runs the generator: ``--amp`` (mixed precision),
+``--channels_last`` (memory layout) and ``--compile`` (torch.compile). All are off by default, so a
+default run is the fp32 eager computation that the parity tests check against the original. What
+each does, its fallbacks and its measured effect: docs/speed.md.
 """
 from __future__ import annotations
 
