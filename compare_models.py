@@ -1,21 +1,12 @@
-"""One HTML report comparing several colorization models.
+r"""One HTML report comparing several colorization models.
 
     python compare_models.py --names siggraph_caffemodel siggraph_reg2 siggraph_reg2_sat \
         --probes siggraph_caffemodel=./probes/pretrained siggraph_reg2=./probes/baseline \
         --out ./results/comparison
 
-For each name it reads what the evaluation scripts wrote under --results_dir:
-  <results_dir>/<name>/val_<which_epoch>/metrics.json    (test.py)
-  <results_dir>/<name>/sweep_<which_epoch>/sweep.csv     (test_sweep.py)
-and, for names given with --probes NAME=DIR, DIR/results.json (train_linear_classifiers.py).
-A name may also be LABEL=SUBDIR: the model is shown as LABEL and its results are read from
-<results_dir>/<SUBDIR>/ (models trained in different checkpoint folders under the same --name,
-e.g. ``--names stylized=stylized/siggraph_reg2 coco=coco/siggraph_reg2``); --probes then uses LABEL.
-It writes <out>/index.html with: every sweep curve on one plot with the SIGGRAPH17 reference,
-the sweep table, a table of every test metric per model and hint setting (mean +- standard
-error), probe accuracy per layer per model (table and plot), and links to each model's pages.
+It reads what test.py and test_sweep.py wrote under --results_dir (and train_linear_classifiers.py
+under each --probes DIR) and writes <out>/index.html (evaluation/report.py; docs/evaluation.md).
 A missing result is shown as such; the report fails (one line, exit 2) only when none is found.
-Every file is written atomically; one that cannot be written is a one-line error (exit 1).
 """
 from __future__ import annotations
 

@@ -1,79 +1,12 @@
-"""Linear classifiers on the frozen conv1..conv5 features of a colorization model.
+r"""Linear classifiers on the frozen conv1..conv5 features of a colorization model.
 
     python train_linear_classifiers.py --name siggraph_caffemodel --mask_cent 0 \
-        --dataroot ./dataset/ilsvrc2012/train --dataroot_validation ./dataset/ilsvrc2012/val100 \
+        --dataroot ./dataset/ilsvrc2012/train --dataroot_validation ./dataset/ilsvrc2012/val_classes \
         --linear_checkpoints ./linear_checkpoints/pretrained --train_subset 13000 --niter 200
 
-How well do the colorization features generalise to object recognition? One linear classifier per
-block output of the generator <checkpoints_dir>/<name>/<which_epoch>_net_G.pth, frozen and in eval
-mode (BatchNorm running statistics), fed the L channel with no hints (hint ab 0, mask -mask_cent;
---mask_cent 0 for the caffemodel weights). conv1..conv5 are the outputs of blocks model1..model5
-after their BatchNorm (conv1_2, conv2_2, conv3_3, conv4_3, conv5_3). Images that are nearly
-grayscale (ab range < 5) are dropped together with their labels and counted. Classes are the
-sub-folders of --dataroot; --dataroot_validation must have the same ones (<val>/<class>/<image>).
-
-Two protocols (--protocol):
-
-corrected (default)
-  * Features: each block output is average-pooled straight to a fixed grid (adaptive pooling, every
-    pixel counts) and flattened: conv1 64x12x12 = 9216, conv2 128x9x8 = 9216, conv3 256x6x6 = 9216,
-    conv4 512x4x4 = 8192, conv5 512x4x4 = 8192 dimensions, the fork's sizes (~9k per layer, as in
-    Zhang et al. and Goyal et al.).
-  * Views: training images go through the original's random training pipeline (random resize,
-    RandomResizedCrop(fineSize), flip) with a fixed seed, --train_augment views per image (default
-    1); validation images are resized (shorter side to loadSize) and centre-cropped to fineSize.
-  * Features are extracted once and cached in --cache_dir (default <linear_checkpoints>/
-    feature_cache) as bfloat16 by default (half the size of float32, the range of float32; the
-    heads standardise and compute in float32; on the quickstart data and model every layer's top-1
-    was identical with --cache_dtype float32). A cache
-    file is keyed by the checkpoint's SHA-1, the folder's file list (paths, sizes, mtimes), the
-    image subset, the transform and its seed, the layer set, mask_cent and the dtype; a rerun with
-    the same key does not run the backbone. --no_cache neither reads nor writes the cache.
-  * Heads: per layer, standardisation with the training features' per-dimension mean and std
-    (a non-affine BatchNorm frozen at the training statistics), then Linear -> logits ->
-    CrossEntropy. All layers train together (one Adam, lr --lr, cosine decay over --niter epochs,
-    minibatches of --head_batch_size, reshuffled each epoch).
-  * Subsets: --train_subset / --val_subset pick one fixed, seeded subset of images whose features
-    are cached (default: all; their old names --max_dataset_size / --max_dataset_size_validation
-    still work).
-  * Reported (results.json): top-1/top-5 and loss at the last epoch, sample-weighted. Training
-    metrics are the running averages of the epoch. <layer>_best.pth is the epoch of best
-    validation top-1 (best_epoch, best_val_top1), <layer>_last.pth the last one; keys mean, std,
-    linear.weight, linear.bias.
-
-fork: the JPatrick9793 fork's procedure, reproduced for comparison
-  * Features pooled by avg_pool2d(kernel = stride = 32, 16, 16, 8, 8) and then bilinearly
-    upsampled (align_corners) to the same grids, so at 176 px they carry 5x5, 5x5, 2x2, 2x2, 2x2
-    independent values per channel; crops must be >= 64 px.
-  * The backbone runs every epoch; random training transforms on validation too; each epoch a
-    fresh random subset of ceil(max_dataset_size / batch_size) batches for training and the first
-    that many validation images; one Linear + Softmax head per layer fed to CrossEntropy (a double
-    softmax), one Adam(lr 1e-3) per head, heads updated one after the other on each batch.
-  * Epoch metrics are means of per-batch values over a list seeded with 0.0 (the fork's slight
-    downward bias); top-1 is also the fork's "F1 micro". Top-5 is an extra, averaged the same way.
-  * <model_k>_best.pth (validation loss <= best so far) and <model_k>_e<epoch>.pth every epoch,
-    keys 0.weight (num_classes x D) and 0.bias.
-  * Deviations: the class count comes from the folder (the fork hard-coded 100); grayscale images
-    are dropped with their labels instead of skipping the whole batch; randomness is seeded.
-
-Speed (both protocols, off by default): --amp, --channels_last and --compile apply to the frozen
-backbone as in train.py (util/perf.py). Its block outputs are cast to float32 before pooling, so
-pooling and the heads compute in float32 (the cache stores --cache_dtype as always). --amp is part
-of the feature cache key; the other two compute the same float32 features up to rounding and are not.
-
-Outputs in --linear_checkpoints: opt.txt, log.jsonl (one line per epoch: lr and, per layer,
-train/val loss, top-1, top-5), TensorBoard scalars in tensorboard/ when tensorboard is installed,
-the head checkpoints, results.json ({"layers": {"conv1": {"val_top1", "val_top5", "train_top1", ...}},
-"protocol", "num_classes", ...}), accuracy_by_layer.png and, when files were skipped,
-skipped_images.txt. Every result file is written atomically.
-
-Bad inputs: unreadable images (data.datasets.load_rgb) are skipped with one warning each, counted in
-results.json ("unreadable_dropped", per split) and listed at the end; the feature cache remembers
-them, so a cached rerun reports the same files. The generator checkpoint and the feature cache are
-read with weights_only=True: a checkpoint that cannot be read, does not fit or would run code when
-unpickled is a one-line error (exit 2); such a cache file is ignored with a one-line warning and
-the features are extracted again. Errors are one line on stderr: exit 2 for bad inputs, 1 when an
-output file cannot be written.
+Two protocols (--protocol): the corrected one (default; features pooled to ~9k dimensions and
+cached on disk, standardised linear heads) and the fork's, reproduced for comparison. Both, their
+outputs and the feature cache: docs/probes.md. The engine is evaluation/probes.py.
 """
 from __future__ import annotations
 
@@ -93,7 +26,7 @@ from util.runtime import resolve_device, save_options, seed_everything
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " (see the module docstring)",
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=flags.HelpFormatter)
     model = parser.add_argument_group("the colorization model")
     flags.add_checkpoint_flags(model)

@@ -3,19 +3,9 @@
     python benchmarks/bench_probes.py --epochs 5                       # CPU, 64 px, ~2 min on 2 cores
     python benchmarks/bench_probes.py --epochs 5 --size 176 --per_class 64 --gpu_ids 0
 
-Generates the 4-class layout dataset of evaluation/layout_dataset.py and a randomly initialised
-generator, then times one probe run of the engine (evaluation/probes.py, as train_linear_classifiers.py
-wires it) end to end: model loading, data, backbone, heads, checkpoints, logs, results.json and
-the plot; not the interpreter start, option parsing or opt.txt:
-
-  corrected_cold  --epochs N, empty feature cache (one backbone pass, then N cheap head epochs)
-  corrected_warm  --epochs N, and 1, with the cache filled (no backbone)
-  fork            --epochs N, and 1 (the backbone runs over train and val every epoch)
-
-Measured: the N-epoch wall times and their ratio. Derived: per-epoch cost = (T(N) - T(1)) / (N - 1),
-fixed cost = T(1) - per-epoch, feature extraction = corrected_cold(N) - corrected_warm(N). The
-200-epoch numbers are extrapolated from those (fixed + 200 x per-epoch) unless --epochs 200, in
-which case the 200-epoch times are measured as well. Prints one JSON object. Not a test.
+Times one run of the engine (evaluation/probes.py) end to end for corrected_cold (empty feature
+cache), corrected_warm (cache filled) and fork, at --epochs N and 1, and derives the per-epoch and
+fixed costs and the 200-epoch figures (docs/speed.md). Prints one JSON object. Not a test.
 """
 from __future__ import annotations
 

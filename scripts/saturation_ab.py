@@ -1,4 +1,4 @@
-"""Controlled A/B of the saturation loss: the same phase trained twice, lambda_sat 0 vs > 0.
+r"""Controlled A/B of the saturation loss: the same phase trained twice, lambda_sat 0 vs > 0.
 
     python scripts/saturation_ab.py --dataroot DATA/train --val DATA/val --init CKPT.pth \
         --out ./checkpoints/sat_ab -- --loadSize 64 --fineSize 48 --niter 2 --batch_size 8

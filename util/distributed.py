@@ -1,4 +1,4 @@
-"""Data-parallel training with PyTorch's own engine: torchrun launches the processes,
+r"""Data-parallel training with PyTorch's own engine: torchrun launches the processes,
 torch.distributed (NCCL on CUDA, gloo on the CPU) connects them, DistributedDataParallel averages
 the gradients.
 
