@@ -29,9 +29,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -95,7 +97,30 @@ def run(cmd: List[str]) -> subprocess.CompletedProcess:
     return proc
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+@dataclass
+class CrashTest:
+    """The working folder of a crash test and how it interrupts its runs."""
+    work: str
+    signal_name: str  # KILL, TERM or INT
+
+    @property
+    def sig(self) -> int:
+        return getattr(signal, f"SIG{self.signal_name}")
+
+    @property
+    def data(self) -> str:
+        return os.path.join(self.work, "data")
+
+    @property
+    def reference(self) -> str:
+        return os.path.join(self.work, "reference")
+
+    @property
+    def reference_weights(self) -> str:
+        return os.path.join(self.reference, "run", "latest_net_G.pth")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=20, help="number of random interruption points")
     parser.add_argument("--work", default=None, help="working folder (default: a new temporary one)")
@@ -110,97 +135,113 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.points < 1 or args.jobs < 1:
         parser.error("--points and --jobs must be at least 1")
-    import tempfile
+    return args
 
-    work = args.work or tempfile.mkdtemp(prefix="crash_test_")
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+
+def draw_points(args: argparse.Namespace, seed: int) -> List[Tuple[int, int, float]]:
+    """(point, logged steps before the signal, extra delay in s) for each point, from ``seed``."""
     rng = random.Random(seed)
-    sig = getattr(signal, f"SIG{args.signal}")
-    data = os.path.join(work, "data")
-    if not os.path.isdir(data):
-        make_sample_dataset.main(["--out_path", data, "--size", "40", "--per_image", "2", "--val_per_image", "1"])
-    print(f"crash test in {work}: {args.points} point(s), SIG{args.signal}, seed {seed}", flush=True)
+    most = 1 if args.chain else EPOCHS * STEPS_PER_EPOCH - 1  # a chain moves on by 0 or 1 steps each time
+    return [(point, rng.randint(0, most), rng.uniform(0.0, args.max_delay)) for point in range(args.points)]
 
-    reference = os.path.join(work, "reference")
-    ref_weights = os.path.join(reference, "run", "latest_net_G.pth")
-    total_steps = EPOCHS * STEPS_PER_EPOCH
-    most = 1 if args.chain else total_steps - 1  # a chain moves on by 0 or 1 steps before each interruption
-    points = [(point, rng.randint(0, most), rng.uniform(0.0, args.max_delay)) for point in range(args.points)]
 
-    def make_reference() -> None:
-        if os.path.isfile(ref_weights) and os.path.isfile(os.path.join(reference, "done")):
-            print("reusing the reference run in", reference, flush=True)
-            return
-        shutil.rmtree(reference, ignore_errors=True)
-        run(train_command(data, reference, workers=0, resume=False))
-        open(os.path.join(reference, "done"), "w").close()
+def make_reference(test: CrashTest) -> None:
+    """The uninterrupted run, without a DataLoader worker (one already finished in --work is reused)."""
+    if os.path.isfile(test.reference_weights) and os.path.isfile(os.path.join(test.reference, "done")):
+        print("reusing the reference run in", test.reference, flush=True)
+        return
+    shutil.rmtree(test.reference, ignore_errors=True)
+    run(train_command(test.data, test.reference, workers=0, resume=False))
+    open(os.path.join(test.reference, "done"), "w").close()
 
-    def describe(status: Optional[int], stderr: str) -> str:
-        """What an interruption did, as a note ('' when it went as it should)."""
-        if status is None:
-            return " (the run finished before the signal)"
-        if sig != signal.SIGKILL and status == 0:
-            return " (during the last step: the run finished)"
-        if sig != signal.SIGKILL and status == -sig:
-            return " (during start-up, before the handler was installed: killed)"
-        if sig != signal.SIGKILL and status != 128 + sig:
-            return f" (exit status {status}, expected {128 + sig}: {stderr.strip()[-200:]})"
-        return ""
 
-    def finish(checkpoints: str) -> str:
-        """Resume ``checkpoints`` to the end; a note if that failed."""
-        proc = subprocess.run(train_command(data, checkpoints, workers=1, resume=True), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-        return f" (the resumed run failed, exit status {proc.returncode}: {proc.stderr.strip()[-300:]})" \
-            if proc.returncode != 0 else ""
+def describe(sig: int, status: Optional[int], stderr: str) -> str:
+    """What an interruption did, as a note ('' when it went as it should)."""
+    if status is None:
+        return " (the run finished before the signal)"
+    if sig != signal.SIGKILL and status == 0:
+        return " (during the last step: the run finished)"
+    if sig != signal.SIGKILL and status == -sig:
+        return " (during start-up, before the handler was installed: killed)"
+    if sig != signal.SIGKILL and status != 128 + sig:
+        return f" (exit status {status}, expected {128 + sig}: {stderr.strip()[-200:]})"
+    return ""
 
-    def interrupt_and_resume(point: int, after: int, delay: float):
-        """One point: the interrupted run, then its resumption. Returns (checkpoint folder, note)."""
-        checkpoints = os.path.join(work, f"{args.signal.lower()}{point:02d}")
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        status, stderr = interrupt(train_command(data, checkpoints, workers=1, resume=False),
-                                   os.path.join(checkpoints, "run"), after, delay, sig)
-        note = describe(status, stderr)
-        return checkpoints, note + finish(checkpoints)
 
-    def ok(checkpoints: str, note: str) -> bool:
-        return not note.startswith(" (exit") and "resumed run failed" not in note and \
-            same_weights(ref_weights, os.path.join(checkpoints, "run", "latest_net_G.pth"))
+def finish(test: CrashTest, checkpoints: str) -> str:
+    """Resume ``checkpoints`` to the end; a note if that failed."""
+    proc = subprocess.run(train_command(test.data, checkpoints, workers=1, resume=True), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    return f" (the resumed run failed, exit status {proc.returncode}: {proc.stderr.strip()[-300:]})" \
+        if proc.returncode != 0 else ""
 
-    if args.chain:  # one run, interrupted again and again: each --resume continues the previous one's
-        make_reference()
-        checkpoints = os.path.join(work, f"{args.signal.lower()}_chain")
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        run_dir, notes = os.path.join(checkpoints, "run"), ""
-        for point, after, delay in points:
-            status, stderr = interrupt(train_command(data, checkpoints, workers=1, resume=True), run_dir,
-                                       logged_steps(run_dir) + after, delay, sig)
-            note = describe(status, stderr)
-            print(f"interruption {point + 1}: {args.signal} after {after} more logged step(s) + {delay:.2f} s{note}",
-                  flush=True)
-            notes += note
-            if status is None or status == 0:
-                break  # the run has finished: nothing left to interrupt
-        identical = ok(checkpoints, notes + finish(checkpoints))
-        print(f"after {args.points} interruption(s) of one run: {'identical' if identical else 'DIFFERENT'}")
-        return 0 if identical else 1
 
-    # The reference and the points are independent runs: --jobs of them at a time.
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        reference_done = pool.submit(make_reference)
-        outcomes = [pool.submit(interrupt_and_resume, *p) for p in points]
+def interrupt_and_resume(test: CrashTest, point: int, after: int, delay: float) -> Tuple[str, str]:
+    """One point: the interrupted run, then its resumption. Returns (checkpoint folder, note)."""
+    checkpoints = os.path.join(test.work, f"{test.signal_name.lower()}{point:02d}")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    status, stderr = interrupt(train_command(test.data, checkpoints, workers=1, resume=False),
+                               os.path.join(checkpoints, "run"), after, delay, test.sig)
+    note = describe(test.sig, status, stderr)
+    return checkpoints, note + finish(test, checkpoints)
+
+
+def ok(test: CrashTest, checkpoints: str, note: str) -> bool:
+    """Did the interrupted and resumed run go as it should and end with the reference's weights?"""
+    return not note.startswith(" (exit") and "resumed run failed" not in note and \
+        same_weights(test.reference_weights, os.path.join(checkpoints, "run", "latest_net_G.pth"))
+
+
+def run_chain(test: CrashTest, points: List[Tuple[int, int, float]]) -> int:
+    """One run, interrupted again and again (each --resume continues the previous one's), then
+    resumed to the end and compared. Returns the exit status."""
+    make_reference(test)
+    checkpoints = os.path.join(test.work, f"{test.signal_name.lower()}_chain")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    run_dir, notes = os.path.join(checkpoints, "run"), ""
+    for point, after, delay in points:
+        status, stderr = interrupt(train_command(test.data, checkpoints, workers=1, resume=True), run_dir,
+                                   logged_steps(run_dir) + after, delay, test.sig)
+        note = describe(test.sig, status, stderr)
+        print(f"interruption {point + 1}: {test.signal_name} after {after} more logged step(s) + {delay:.2f} s{note}",
+              flush=True)
+        notes += note
+        if status is None or status == 0:
+            break  # the run has finished: nothing left to interrupt
+    identical = ok(test, checkpoints, notes + finish(test, checkpoints))
+    print(f"after {len(points)} interruption(s) of one run: {'identical' if identical else 'DIFFERENT'}")
+    return 0 if identical else 1
+
+
+def run_points(test: CrashTest, points: List[Tuple[int, int, float]], jobs: int, seed: int) -> int:
+    """Each point its own interrupted and resumed run, --jobs at a time with the reference (they
+    are independent); writes crash_test.json. Returns the exit status."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        reference_done = pool.submit(make_reference, test)
+        outcomes = [pool.submit(interrupt_and_resume, test, *p) for p in points]
         reference_done.result()
         identical = 0
         for (point, after, delay), outcome in zip(points, outcomes):
             checkpoints, note = outcome.result()
-            good = ok(checkpoints, note)
+            good = ok(test, checkpoints, note)
             identical += good
-            print(f"point {point + 1}: {args.signal} after {after} logged step(s) + {delay:.2f} s{note}: "
+            print(f"point {point + 1}: {test.signal_name} after {after} logged step(s) + {delay:.2f} s{note}: "
                   f"{'identical' if good else 'DIFFERENT'}", flush=True)
-    print(f"{identical}/{args.points} identical")
-    with open(os.path.join(work, "crash_test.json"), "w") as f:
-        json.dump({"points": args.points, "identical": identical, "seed": seed, "signal": args.signal}, f)
-    return 0 if identical == args.points else 1
+    print(f"{identical}/{len(points)} identical")
+    with open(os.path.join(test.work, "crash_test.json"), "w") as f:
+        json.dump({"points": len(points), "identical": identical, "seed": seed, "signal": test.signal_name}, f)
+    return 0 if identical == len(points) else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    test = CrashTest(args.work or tempfile.mkdtemp(prefix="crash_test_"), args.signal)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    if not os.path.isdir(test.data):
+        make_sample_dataset.main(["--out_path", test.data, "--size", "40", "--per_image", "2", "--val_per_image", "1"])
+    print(f"crash test in {test.work}: {args.points} point(s), SIG{args.signal}, seed {seed}", flush=True)
+    points = draw_points(args, seed)
+    return run_chain(test, points) if args.chain else run_points(test, points, args.jobs, seed)
 
 
 if __name__ == "__main__":

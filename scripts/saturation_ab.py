@@ -23,15 +23,35 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import train  # noqa: E402
 from data.datasets import ImageFolderDataset, collate_skip_bad  # noqa: E402
 from data.transforms import eval_transform  # noqa: E402
 from models.pix2pix_model import Pix2PixModel  # noqa: E402
 from options import flags  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
+from training.loop import EarlyExit, UnusableInput, train  # noqa: E402
+from util.checkpoint import CheckpointError  # noqa: E402
+from util.distributed import DistInfo  # noqa: E402
 from util.hints import get_colorization_data  # noqa: E402
 from util.metrics import mean_hsv_saturation  # noqa: E402
-from util.runtime import resolve_device  # noqa: E402
+from util.runtime import make_deterministic, resolve_device  # noqa: E402
+
+
+def train_run(flags):
+    """Train one run in this process as train.py would. Returns (options, device), or None after a
+    failure (its one-line message printed)."""
+    options = TrainOptions()
+    opt = options.parse(flags)
+    if opt.deterministic:
+        make_deterministic()
+    device = resolve_device(opt.gpu_ids)
+    try:
+        train(opt, options.parser, DistInfo(), device)
+    except (UnusableInput, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    except EarlyExit:  # its message is already printed
+        return None
+    return opt, device
 
 
 @torch.no_grad()
@@ -84,10 +104,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         flags = ["--dataroot", args.dataroot, "--checkpoints_dir", args.out, "--name", name,
                  "--sample_p", "0.125", "--niter_decay", "0", "--lr", str(args.lr), "--seed", str(args.seed),
                  "--lambda_sat", str(lam), "--no_html"] + (["--load_model"] if args.init else []) + train_args
-        if train.main(flags) != 0:
+        trained = train_run(flags)
+        if trained is None:
             return 1
-        opt = TrainOptions().parse(flags)
-        device = resolve_device(opt.gpu_ids)
+        opt, device = trained
         results[f"saturation_{label}"] = evaluate_saturation(opt, device, args.val, args.eval_sample_p, args.seed)
     results["difference"] = results["saturation_with_term"] - results["saturation_baseline"]
     print(json.dumps(results))
