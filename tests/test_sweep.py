@@ -139,7 +139,9 @@ def test_batched_levels_equal_one_level_at_a_time(setup):
     model.netG = HintCopier()
     batched = batch_psnr(model, batch)
     single = np.array([batch_psnr(model, _row(batch, i))[0] for i in range(26)])
-    assert batched.tolist() == single.tolist()
+    # The same per-image function; only the batch size differs: bounded as above. Rows mixed up
+    # would be off by decibels (the last assertion).
+    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-3)
     assert batched[-1] > batched[0] + 3  # all hints >> no hints: rows are not mixed up
 
 
