@@ -14,7 +14,7 @@ import torch
 from scripts import run_entry_points
 from scripts.make_study_smoke_data import write_fake_coco
 from tests.browser import assert_page_ok
-from tests.test_make_ilsvrc_dataset import TEST_INDS, make_source
+from tests.helpers import ILSVRC_TEST_INDS, make_ilsvrc_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "run_study.sh")
@@ -155,7 +155,7 @@ def test_real_data_stage_builds_imagenet_100_val_classes_and_coco(tmp_path):
     """Without SMOKE: make_ilsvrc_dataset.py --num_classes 100 on a (zero-byte) ILSVRC2012 tree,
     val_classes/ from a class-sorted val, make_coco_dataset.py with COCO_ARGS; then a rerun."""
     wnids = ["n%07d" % i for i in range(120, 0, -1)]
-    src = make_source(tmp_path, list(range(1000)) + TEST_INDS.tolist(), wnids=wnids)
+    src = make_ilsvrc_source(tmp_path, list(range(1000)) + ILSVRC_TEST_INDS.tolist(), wnids=wnids)
     by_class = tmp_path / "val_by_class"
     for w in wnids:
         (by_class / w).mkdir(parents=True)

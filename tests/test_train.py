@@ -221,7 +221,10 @@ def test_bad_options_are_one_line_errors(data_root, tmp_path, capsys, flags, mes
         train.main([*tiny_train_args(data_root, tmp_path, "x"), *flags])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert message in err[-1] and err[-1].startswith("train.py: error:") or message in err[-1]
+    # argparse's usage block, then one error line (the program name is pytest's argv[0] here)
+    assert err[0].startswith("usage: ") and "Traceback" not in "\n".join(err)
+    assert re.fullmatch(r"\S+: error: .*", err[-1]) and message in err[-1], err[-1]
+    assert not any("error" in line for line in err[:-1])
     assert not (tmp_path / "x").exists()
 
 
