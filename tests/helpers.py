@@ -24,6 +24,11 @@ def load_test_script():
     return load_script("test.py")
 
 
+#: test.py's per-image metrics, in the order of metrics.json.
+METRIC_KEYS = ["psnr", "ssim", "colorfulness", "saturation", "colorfulness_real", "saturation_real", "auc",
+               "ciede2000", "entropy"]
+
+
 def tiny_train_args(data_root, ckpt, name, *extra):
     """train.py flags for one tiny epoch on the shared sample data (32 px crops, batch 4, CPU)."""
     return ["--dataroot", str(data_root / "train"), "--checkpoints_dir", str(ckpt), "--name", name,
@@ -127,6 +132,14 @@ def save_random_generator(checkpoints_dir, name: str, seed: int = 0) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     save_network(define_G(), path)
     return path
+
+
+def copy_checkpoint(source, checkpoints_dir, name, filename="latest_net_G.pth"):
+    """Copy the weight file ``source`` to <checkpoints_dir>/<name>/<filename>; returns that path."""
+    dest = pathlib.Path(checkpoints_dir) / name / filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    return dest
 
 
 def probe_args(data, ckpt_dir, out, *extra):

@@ -9,16 +9,16 @@ import torch
 from PIL import Image
 
 from scripts import make_sample_dataset
+from tests.helpers import copy_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "--loadSize 40 --fineSize 32 --batch_size 4 --num_threads 0 --no_html --print_freq 100"
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_sample_dataset.main(["--out_path", str(root), "--size", "40", "--per_image", "2", "--val_per_image", "2"])
-    return root
+def data_root(tiny_data):
+    """The shared sample data: scripts/make_sample_dataset.py's output at 40 px, 2 crops per photo."""
+    return tiny_data
 
 
 def test_make_sample_dataset_layout(data_root):
@@ -45,14 +45,10 @@ def run_recipe(data_root, ckpt, **env):
 # (test_every_phase_of_the_recipe_ran_with_its_settings), on the study's runs of this script.
 
 
-def test_train_siggraph_saturation_variant_phase_4_under_torchrun(data_root, tmp_path):
+def test_train_siggraph_saturation_variant_phase_4_under_torchrun(data_root, tmp_path, random_generator):
     """VARIANT=saturation START_PHASE=4 with a prefix, the phase launched by torchrun with 2 CPU processes."""
     ckpt = tmp_path / "ckpt"
-    os.makedirs(ckpt / "x_siggraph_reg_sat")
-    from models.networks import define_G
-
-    torch.manual_seed(0)
-    torch.save(define_G().state_dict(), ckpt / "x_siggraph_reg_sat" / "latest_net_G.pth")
+    copy_checkpoint(random_generator, ckpt, "x_siggraph_reg_sat")
     proc = run_recipe(data_root, ckpt, VARIANT="saturation", START_PHASE="4", NAME_PREFIX="x_", OMP_NUM_THREADS="1",
                       TRAIN_LAUNCHER=f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -12,8 +12,8 @@ import test_sweep
 from data.datasets import eval_subset
 from models.networks import define_G
 from models.pix2pix_model import Pix2PixModel
-from scripts import make_sample_dataset
 from tests.browser import assert_page_ok
+from tests.helpers import copy_checkpoint
 from util.checkpoint import save_network
 from util.hints import ColorizationBatch
 from util.image import to_uint8
@@ -28,13 +28,12 @@ NAME = "sweep_model"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """6 flat 40 px validation images and a random-init checkpoint <ckpt>/<NAME>/latest_net_G.pth."""
+def setup(tmp_path_factory, tiny_data, random_generator):
+    """data/: the shared sample data (data/val: 4 flat 40 px images); a random-init checkpoint
+    <ckpt>/<NAME>/latest_net_G.pth."""
     root = tmp_path_factory.mktemp("sweep")
-    make_sample_dataset.main(["--out_path", str(root / "data"), "--size", "40", "--per_image", "1",
-                              "--val_per_image", "3"])
-    torch.manual_seed(0)
-    save_network(define_G(), str(root / "ckpt" / NAME / "latest_net_G.pth"))
+    (root / "data").symlink_to(tiny_data, target_is_directory=True)
+    copy_checkpoint(random_generator, root / "ckpt", NAME)
     return root
 
 
@@ -191,12 +190,12 @@ def test_rerun_is_identical_and_batch_size_does_not_matter(setup, first_run, cap
 def test_seed_picks_the_subset(setup, first_run):
     first = json.loads((first_run[0] / "sweep.json").read_text())
     names = sorted(os.listdir(setup / "data" / "val"))
-    assert first["paths"] == [names[i] for i in eval_subset(6, 3, seed=0)]  # fixed and ordered
-    assert eval_subset(6, 3, seed=0) != eval_subset(6, 3, seed=1)
+    assert first["paths"] == [names[i] for i in eval_subset(len(names), 3, seed=0)]  # fixed and ordered
+    assert eval_subset(len(names), 3, seed=0) != eval_subset(len(names), 3, seed=1)
     results = setup / "results_seed"
     assert test_sweep.main(sweep_args(setup, results, "--seed", "1")) == 0
     other = json.loads((results / NAME / "sweep_latest" / "sweep.json").read_text())
-    assert other["paths"] == [names[i] for i in eval_subset(6, 3, seed=1)] != first["paths"]
+    assert other["paths"] == [names[i] for i in eval_subset(len(names), 3, seed=1)] != first["paths"]
 
 
 def test_identical_images_unreadable_files_and_small_folders(setup, tmp_path, capsys):

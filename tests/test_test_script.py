@@ -10,28 +10,21 @@ import torch
 from PIL import Image
 
 from models.networks import define_G
-from scripts import make_sample_dataset
 from tests.browser import assert_page_ok
-from tests.helpers import load_test_script
+from tests.helpers import METRIC_KEYS, load_test_script
 from util import metrics
 from util.checkpoint import save_network
 
 test_script = load_test_script()
 
 LABELS = ["gray", "hint", "hint_ab", "fake_entr", "real", "fake_reg", "real_ab", "fake_ab_reg"]
-KEYS = ["psnr", "ssim", "colorfulness", "saturation", "colorfulness_real", "saturation_real", "auc", "ciede2000",
-        "entropy"]
+KEYS = METRIC_KEYS
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """Tiny val photos (4 flat 40x40 crops) and a seeded random-init checkpoint 'm'."""
-    root = tmp_path_factory.mktemp("test_script")
-    make_sample_dataset.main(["--out_path", str(root / "data"), "--size", "40", "--per_image", "1",
-                              "--val_per_image", "2"])
-    torch.manual_seed(0)
-    save_network(define_G(), str(root / "ckpt" / "m" / "latest_net_G.pth"))
-    return root
+def env(eval_env):
+    """Tiny val photos (data/val: 4 flat 40x40 crops) and a seeded random-init checkpoint 'm'."""
+    return eval_env
 
 
 def run(env, results, *extra, dataroot=None, name="m"):
