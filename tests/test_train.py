@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -27,11 +28,18 @@ def read_jsonl(path):
         return [json.loads(line) for line in f]
 
 
-def test_one_phase_outputs(data_root, tmp_path, capsys):
-    rc = train.main(tiny_train_args(data_root, tmp_path, "run", "--niter", "2", "--print_freq", "4",
-                              "--sample_p", "0.125", "--display_freq", "8"))
+@pytest.fixture(scope="module")
+def two_epochs(tiny_data, tmp_path_factory):
+    """One run of 2 epochs of 12 images with the HTML page: its folder (read-only for the tests)."""
+    ckpt = tmp_path_factory.mktemp("two_epochs")
+    rc = train.main(tiny_train_args(tiny_data, ckpt, "run", "--niter", "2", "--print_freq", "4",
+                                    "--sample_p", "0.125", "--display_freq", "8"))
     assert rc == 0
-    run = tmp_path / "run"
+    return ckpt / "run"
+
+
+def test_one_phase_outputs(two_epochs):
+    run = two_epochs
     # Checkpoints: latest + one per epoch, plain state_dicts with the 107 original keys.
     for name in ("latest_net_G.pth", "0_net_G.pth", "1_net_G.pth"):
         state = torch.load(run / name, weights_only=True)
@@ -70,9 +78,10 @@ def test_one_phase_outputs(data_root, tmp_path, capsys):
 
 
 def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path):
+    # 2 steps of a seeded random subset of 8 images: the data order, the hints and the init all depend on the seed
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         assert train.main(tiny_train_args(data_root, tmp_path, name, "--seed", seed, "--sample_p", "0.125",
-                                    "--save_epoch_freq", "5", "--no_html")) == 0
+                                    "--save_epoch_freq", "5", "--no_html", "--max_dataset_size", "8")) == 0
     load = lambda n: torch.load(tmp_path / n / "latest_net_G.pth", weights_only=True)  # noqa: E731
     a, b, c = load("a"), load("b"), load("c")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -81,27 +90,32 @@ def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path):
 
 
 def test_load_model_continues_from_checkpoint(data_root, tmp_path):
-    assert train.main(tiny_train_args(data_root, tmp_path, "p1", "--classification", "--no_html")) == 0
+    one_step = ("--no_html", "--max_dataset_size", "4")
+    assert train.main(tiny_train_args(data_root, tmp_path, "p1", "--classification", *one_step)) == 0
     start = torch.load(tmp_path / "p1" / "latest_net_G.pth", weights_only=True)
     os.makedirs(tmp_path / "p2")
     torch.save(start, tmp_path / "p2" / "latest_net_G.pth")
     # lr 0: Adam leaves the parameters as loaded; BatchNorm running statistics still move.
-    assert train.main(tiny_train_args(data_root, tmp_path, "p2", "--load_model", "--lr", "0", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "p2", "--load_model", "--lr", "0", *one_step)) == 0
     after = torch.load(tmp_path / "p2" / "latest_net_G.pth", weights_only=True)
     assert torch.equal(after["model5.0.weight"], start["model5.0.weight"])
     assert torch.equal(after["model_class.0.bias"], start["model_class.0.bias"])
     assert not torch.equal(after["model1.4.running_mean"], start["model1.4.running_mean"])
     # A fresh run (no --load_model) does not start from those weights.
-    assert train.main(tiny_train_args(data_root, tmp_path, "p3", "--lr", "0", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "p3", "--lr", "0", *one_step)) == 0
     fresh = torch.load(tmp_path / "p3" / "latest_net_G.pth", weights_only=True)
     assert not torch.equal(fresh["model5.0.weight"], start["model5.0.weight"])
 
 
-def test_which_epoch_selects_the_file(data_root, tmp_path):
-    assert train.main(tiny_train_args(data_root, tmp_path, "w", "--niter", "2", "--no_html")) == 0
+def test_which_epoch_selects_the_file(data_root, tmp_path, two_epochs):
+    (tmp_path / "w").mkdir()
+    for name in ("0_net_G.pth", "latest_net_G.pth"):  # the weights after epoch 0 and after epoch 1
+        shutil.copyfile(two_epochs / name, tmp_path / "w" / name)
     epoch0 = torch.load(tmp_path / "w" / "0_net_G.pth", weights_only=True)
+    latest = torch.load(tmp_path / "w" / "latest_net_G.pth", weights_only=True)
+    assert not torch.equal(latest["model4.0.weight"], epoch0["model4.0.weight"])
     assert train.main(tiny_train_args(data_root, tmp_path, "w", "--load_model", "--which_epoch", "0", "--lr", "0",
-                                "--no_html")) == 0
+                                "--no_html", "--max_dataset_size", "4")) == 0
     assert torch.equal(torch.load(tmp_path / "w" / "latest_net_G.pth", weights_only=True)["model4.0.weight"],
                        epoch0["model4.0.weight"])
 
@@ -156,9 +170,9 @@ def test_unreadable_files_are_skipped_and_counted(data_root, tmp_path, capfd):
 
 
 def test_lr_schedules_in_training(data_root, tmp_path):
-    # lambda: niter 1 + niter_decay 2 -> factors 1, 2/3, 1/3 for epochs 0, 1, 2.
-    assert train.main(tiny_train_args(data_root, tmp_path, "l", "--niter_decay", "2", "--print_freq", "12",
-                                "--save_epoch_freq", "10", "--no_html")) == 0
+    # lambda: niter 1 + niter_decay 2 -> factors 1, 2/3, 1/3 for epochs 0, 1, 2 (one step each).
+    assert train.main(tiny_train_args(data_root, tmp_path, "l", "--niter_decay", "2", "--print_freq", "4",
+                                "--save_epoch_freq", "10", "--no_html", "--max_dataset_size", "4")) == 0
     lrs = [r["lr"] for r in read_jsonl(tmp_path / "l" / "loss_log.jsonl")]
     assert lrs == pytest.approx([1e-4, 1e-4 * 2 / 3, 1e-4 / 3])
     # step: x0.1 after every lr_decay_iters epochs.
