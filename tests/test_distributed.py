@@ -81,8 +81,8 @@ def compare(a, b):
 
 
 @pytest.fixture(scope="module")
-def runs(data_root, tmp_path_factory):
-    ckpt = tmp_path_factory.mktemp("ddp")
+def runs(data_root, module_tmp):
+    ckpt = module_tmp
     ddp = launch(data_root, ckpt, "ddp", "--sync_bn")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     # The one-process runs are compared after their first step only (0_net_G.pth): one epoch each.

@@ -36,9 +36,9 @@ def load(path):
 
 
 @pytest.fixture(scope="module")
-def crash_work(tmp_path_factory):
+def crash_work(module_tmp):
     """One working folder for the crash tests: the reference run is made once."""
-    return tmp_path_factory.mktemp("crash_test")
+    return module_tmp
 
 
 def test_sigkill_at_3_random_points_then_resume_is_bit_identical(crash_work, capsys):

@@ -141,8 +141,8 @@ def test_batched_levels_equal_one_level_at_a_time(setup):
     assert batched[-1] > batched[0] + 3  # all hints >> no hints: rows are not mixed up
 
 
-def test_sweep_outputs(first_run, capsys):
-    out_dir, before, after = first_run
+def test_sweep_outputs(first_run):
+    out_dir = first_run[0]
     assert sorted(os.listdir(out_dir)) == ["index.html", "sweep.csv", "sweep.json", "sweep.png"]
     with open(out_dir / "sweep.csv", newline="") as f:
         rows = list(csv.reader(f))
@@ -161,9 +161,17 @@ def test_sweep_outputs(first_run, capsys):
     np.testing.assert_allclose(mean, psnr.mean(0), atol=1e-6)
     with Image.open(out_dir / "sweep.png") as png:
         assert png.size[0] >= 400
-    # The checkpoint folder is untouched: nothing copied, nothing rewritten.
+
+
+def test_sweep_leaves_the_checkpoint_folder_untouched(first_run):
+    """Nothing copied, nothing rewritten."""
+    out_dir, before, after = first_run
     assert before == after and list(before) == [os.path.join(NAME, "latest_net_G.pth")]
     assert not any(f.endswith(".pth") for f in os.listdir(out_dir))
+
+
+def test_sweep_page(first_run):
+    out_dir = first_run[0]
     assert_page_ok(out_dir / "index.html", min_images=1)
     html = (out_dir / "index.html").read_text()
     assert html.count("<tr>") == 27 and "SIGGRAPH17 (reference)" in html and "24.43 ± 0.14" in html

@@ -47,15 +47,18 @@ def base(env):
     return results / "m" / "val_latest"
 
 
-def test_outputs_structure(base, env):
+def test_metrics_json_record(base):
     report = read_json(base)
     assert report["name"] == "m" and report["which_epoch"] == "latest" and report["seed"] == 0
     assert report["how_many"] == 3 and report["num_images"] == 3
     assert report["num_skipped"] == 0 and report["skipped"] == []
     assert report["loadSize"] == 32 and report["mask_cent"] == 0.5 and report["device"] == "cpu"
     assert list(report["metrics"]) == KEYS
-    settings = report["settings"]
-    assert [s["sample_p"] for s in settings] == [1.0, 0.125, 0.03125]
+    assert [s["sample_p"] for s in report["settings"]] == [1.0, 0.125, 0.03125]
+
+
+def test_metrics_json_per_image_values_and_summaries(base):
+    settings = read_json(base)["settings"]
     paths = ["chelsea_000.png", "chelsea_001.png", "coffee_000.png"]  # first 3 in sorted order
     for setting in settings:
         assert setting["num_images"] == 3
@@ -68,7 +71,10 @@ def test_outputs_structure(base, env):
             assert setting[key] == {"mean": mean, "se": se}
         assert all(0 <= image["auc"] <= 1 and -1 <= image["ssim"] <= 1 for image in setting["images"])
         assert all(0 < image["entropy"] <= math.log(529) + 1e-6 for image in setting["images"])
-    # Page: title, one anchored section per (image, setting) with the 8 visuals in order.
+
+
+def test_page_one_section_per_image_and_setting_with_the_8_visuals(base):
+    """Title, one anchored section per (image, setting) with the 8 visuals in order; opt.txt."""
     html = (base / "index.html").read_text()
     assert "<title>Experiment = m, Phase = val, Epoch = latest</title>" in html
     for index in range(3):

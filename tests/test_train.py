@@ -29,18 +29,18 @@ def read_jsonl(path):
 
 
 @pytest.fixture(scope="module")
-def two_epochs(tiny_data, tmp_path_factory):
+def two_epochs(tiny_data, module_tmp):
     """One run of 2 epochs of 12 images with the HTML page: its folder (read-only for the tests)."""
-    ckpt = tmp_path_factory.mktemp("two_epochs")
+    ckpt = module_tmp / "two_epochs"
     rc = train.main(tiny_train_args(tiny_data, ckpt, "run", "--niter", "2", "--print_freq", "4",
                                     "--sample_p", "0.125", "--display_freq", "8"))
     assert rc == 0
     return ckpt / "run"
 
 
-def test_one_phase_outputs(two_epochs):
+def test_checkpoints_latest_and_per_epoch_are_plain_state_dicts(two_epochs):
+    """latest + one per epoch, plain state_dicts with the 107 original keys."""
     run = two_epochs
-    # Checkpoints: latest + one per epoch, plain state_dicts with the 107 original keys.
     for name in ("latest_net_G.pth", "0_net_G.pth", "1_net_G.pth"):
         state = torch.load(run / name, weights_only=True)
         assert type(state).__name__ == "OrderedDict" and len(state) == 107
@@ -48,18 +48,25 @@ def test_one_phase_outputs(two_epochs):
         assert not any(k.startswith("module.") for k in state)
     assert torch.equal(torch.load(run / "latest_net_G.pth", weights_only=True)["model1.0.weight"],
                        torch.load(run / "1_net_G.pth", weights_only=True)["model1.0.weight"])
-    # opt.txt lists every option, marking non-defaults.
-    opt_txt = (run / "opt.txt").read_text()
+
+
+def test_opt_txt_lists_the_options_marking_non_defaults(two_epochs):
+    opt_txt = (two_epochs / "opt.txt").read_text()
     assert re.search(r"sample_p: 0.125\s+\[default: 1.0\]", opt_txt)
     assert "lambda_sat: 0.0" in opt_txt
-    # loss_log.txt in the original's format; 2 epochs x 12 images, printed every 4 -> 6 lines.
-    log_lines = (run / "loss_log.txt").read_text().splitlines()
+
+
+def test_loss_log_in_the_original_format(two_epochs):
+    """2 epochs x 12 images, printed every 4 -> 6 lines."""
+    log_lines = (two_epochs / "loss_log.txt").read_text().splitlines()
     assert log_lines[0].startswith("================ Training Loss (")
     entries = [line for line in log_lines[1:] if line.startswith("(epoch")]
     assert len(entries) == 6
     assert re.match(r"\(epoch: 0, iters: 4, time: [\d.]+, data: [\d.]+\) G_CE: [\d.]+, G_entr: ", entries[0])
-    # The JSON-lines log has the same smoothed values plus the raw ones and the LR.
-    records = read_jsonl(run / "loss_log.jsonl")
+
+
+def test_jsonl_log_has_the_smoothed_and_raw_losses_and_the_lr(two_epochs):
+    records = read_jsonl(two_epochs / "loss_log.jsonl")
     assert [r["iters"] for r in records] == [4, 8, 12, 16, 20, 24]
     names = ["G_CE", "G_entr", "G_entr_hint", "G_L1_max", "G_L1_mean", "G_L1_reg", "G_fake_real",
              "G_fake_hint", "G_real_hint", "0", "S_reg", "G"]
@@ -68,7 +75,10 @@ def test_one_phase_outputs(two_epochs):
     first = records[0]["raw"]
     assert first["G"] == pytest.approx(first["G_CE"] + first["G_L1_reg"], rel=1e-5)
     assert all(np.isfinite(v) for r in records for v in r["losses"].values())
-    # Training HTML: the 13 visuals, for both epochs.
+
+
+def test_training_page_shows_the_13_visuals_of_each_epoch(two_epochs):
+    run = two_epochs
     html = (run / "web" / "index.html").read_text()
     for epoch in (0, 1):
         for label in ("gray", "real", "fake_max", "fake_mean", "fake_reg", "hint", "real_ab", "fake_ab_max",
@@ -169,17 +179,23 @@ def test_unreadable_files_are_skipped_and_counted(data_root, tmp_path, capfd):
     assert (tmp_path / "b" / "latest_net_G.pth").is_file()
 
 
-def test_lr_schedules_in_training(data_root, tmp_path):
+def test_lambda_lr_schedule_in_training(data_root, tmp_path):
     # lambda: niter 1 + niter_decay 2 -> factors 1, 2/3, 1/3 for epochs 0, 1, 2 (one step each).
     assert train.main(tiny_train_args(data_root, tmp_path, "l", "--niter_decay", "2", "--print_freq", "4",
                                 "--save_epoch_freq", "10", "--no_html", "--max_dataset_size", "4")) == 0
     lrs = [r["lr"] for r in read_jsonl(tmp_path / "l" / "loss_log.jsonl")]
     assert lrs == pytest.approx([1e-4, 1e-4 * 2 / 3, 1e-4 / 3])
+
+
+def test_step_lr_schedule_in_training(data_root, tmp_path):
     # step: x0.1 after every lr_decay_iters epochs.
     assert train.main(tiny_train_args(data_root, tmp_path, "s", "--niter", "3", "--lr_policy", "step",
                                 "--lr_decay_iters", "2", "--print_freq", "4", "--save_epoch_freq", "10",
                                 "--no_html", "--max_dataset_size", "4")) == 0
     assert [r["lr"] for r in read_jsonl(tmp_path / "s" / "loss_log.jsonl")] == pytest.approx([1e-4, 1e-4, 1e-5])
+
+
+def test_plateau_lr_schedule_and_epoch_count_in_training(data_root, tmp_path):
     # plateau runs (its LR only drops after 5 bad epochs) and --epoch_count shifts the epoch numbers.
     assert train.main(tiny_train_args(data_root, tmp_path, "pl", "--niter", "3", "--epoch_count", "1",
                                 "--lr_policy", "plateau", "--no_html", "--max_dataset_size", "4")) == 0
