@@ -37,7 +37,7 @@ def memory_temp_root(path="/dev/shm"):
 
 def pytest_configure(config):
     """The training tests write GBs of weight files (0.1-0.4 GB per checkpoint or resume point):
-    on a tmpfs they never reach the disk (measured on 2 cores: test_train.py 90 s -> 57 s, the
+    on a tmpfs they never reach the disk (on a 2-core AMD EPYC VM: test_train.py 90 s -> 57 s, the
     SMOKE study 90 s -> 63 s). --basetemp or PYTEST_DEBUG_TEMPROOT choose the place instead."""
     if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
         root = memory_temp_root()
