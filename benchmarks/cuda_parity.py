@@ -22,7 +22,7 @@ sys.path.insert(0, REPO)
 
 from models.pix2pix_model import Pix2PixModel  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
-from tests.test_golden import GOLDEN, LOSS_NAMES, rebuild_weight  # noqa: E402
+from tests.golden_oracle import GOLDEN, LOSS_NAMES, rebuild_weight  # noqa: E402
 from util.hints import ColorizationBatch  # noqa: E402
 
 

@@ -22,21 +22,19 @@ import test_sweep
 import train_linear_classifiers as tlc
 from data.datasets import SKIPPED_LIST_NAME, UnreadableImageError, load_rgb
 from data.transforms import center_crop_transform, eval_transform, train_transform
-from models.networks import define_G
 from tests.bad_images import gradient, make_corpus, names
-from util.checkpoint import save_network
+from tests.helpers import copy_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARNING = "warning: skipping unreadable image "
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, random_generator):
     """The corpus (flat, in 'corpus/'), and a seeded random generator checkpoint 'rand'."""
     root = tmp_path_factory.mktemp("bad_images")
     corpus = make_corpus(str(root / "corpus"))
-    torch.manual_seed(0)
-    save_network(define_G(), str(root / "ckpt" / "rand" / "latest_net_G.pth"))
+    copy_checkpoint(random_generator, root / "ckpt", "rand")
     return root, corpus
 
 

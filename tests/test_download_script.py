@@ -1,15 +1,13 @@
 """Tests for pretrained_models/download_siggraph_model.sh against local servers only.
 
 The machine running the tests may have no internet access: every run sets
-SIGGRAPH_MODEL_BASE_URL to a localhost address, so the real server is never contacted.
+SIGGRAPH_MODEL_BASE_URL to a localhost address, or runs with a stand-in downloader that only
+records the URLs it is given, so the real server is never contacted.
 """
 
-import functools
 import http.server
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,61 +15,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import BASH, DOWNLOADERS, all_files, free_port, make_path, recording_downloader
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "pretrained_models" / "download_siggraph_model.sh"
-BASH = shutil.which("bash")
 RETRAINED = Path("checkpoints/siggraph_retrained/latest_net_G.pth")
 CAFFE = Path("checkpoints/siggraph_caffemodel/latest_net_G.pth")
-TOOLS = ["dirname", "basename", "mkdir", "mktemp", "rm", "rmdir", "mv", "chmod", "sed"]
-DOWNLOADERS = [d for d in ("curl", "wget") if shutil.which(d)]
 
 pytestmark = pytest.mark.skipif(BASH is None or not DOWNLOADERS,
                                 reason="needs bash and curl or wget")
 
 
-def make_path(tmp_path, downloader):
-    """A PATH holding the basic tools plus only the chosen downloader (or none)."""
-    bindir = tmp_path / ("bin-%s" % downloader)
-    bindir.mkdir()
-    for tool in TOOLS + ([downloader] if downloader else []):
-        os.symlink(shutil.which(tool), bindir / tool)
-    return str(bindir)
-
-
 def run_script(cwd, base_url, path, *args, timeout=60):
-    env = {"PATH": path, "HOME": str(cwd), "SIGGRAPH_MODEL_BASE_URL": base_url,
-           "DOWNLOAD_TIMEOUT": "5", "NO_PROXY": "*", "no_proxy": "*", "LC_ALL": "C"}
+    env = {"PATH": path, "HOME": str(cwd), "DOWNLOAD_TIMEOUT": "5", "NO_PROXY": "*", "no_proxy": "*", "LC_ALL": "C"}
+    if base_url is not None:
+        env["SIGGRAPH_MODEL_BASE_URL"] = base_url
     return subprocess.run([BASH, str(SCRIPT), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def all_files(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A local HTTP server serving tmp_path/srv; yields (base_url, folder)."""
-    folder = tmp_path / "srv"
-    folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield "http://127.0.0.1:%d" % httpd.server_address[1], folder
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture
@@ -81,8 +41,17 @@ def work(tmp_path):
     return d
 
 
-def test_script_is_executable():
+def test_script_is_executable_and_fetches_the_berkeley_models_by_default(tmp_path, work):
+    """Without SIGGRAPH_MODEL_BASE_URL the script asks its downloader for the original's two files
+    (the original's pretrained_models/download_siggraph_model.sh) and saves what it gets."""
     assert os.access(SCRIPT, os.X_OK)
+    path, log = recording_downloader(tmp_path)
+    r = run_script(work, None, path)
+    assert r.returncode == 0, r.stderr
+    default = "http://colorization.eecs.berkeley.edu/siggraph/models"
+    assert log.read_text().splitlines() == [default + "/pytorch.pth", default + "/caffemodel.pth"]
+    assert (work / RETRAINED).read_text() == "body of " + default + "/pytorch.pth"
+    assert (work / CAFFE).read_text() == "body of " + default + "/caffemodel.pth"
 
 
 @pytest.mark.parametrize("downloader", DOWNLOADERS)
@@ -100,8 +69,8 @@ def test_offline_failure_leaves_nothing(tmp_path, work, downloader):
 
 
 @pytest.mark.parametrize("downloader", DOWNLOADERS)
-def test_success_rerun_and_force(tmp_path, work, server, downloader):
-    url, folder = server
+def test_success_rerun_and_force(tmp_path, work, http_server, downloader):
+    url, folder = http_server
     retrained, caffe = os.urandom(3000), os.urandom(2000)
     (folder / "pytorch.pth").write_bytes(retrained)
     (folder / "caffemodel.pth").write_bytes(caffe)
@@ -133,8 +102,8 @@ def test_success_rerun_and_force(tmp_path, work, server, downloader):
 
 
 @pytest.mark.parametrize("downloader", DOWNLOADERS)
-def test_http_error_keeps_first_file_only(tmp_path, work, server, downloader):
-    url, folder = server
+def test_http_error_keeps_first_file_only(tmp_path, work, http_server, downloader):
+    url, folder = http_server
     path = make_path(tmp_path, downloader)
     (folder / "pytorch.pth").write_bytes(b"weights")  # caffemodel.pth -> 404
     r = run_script(work, url, path)

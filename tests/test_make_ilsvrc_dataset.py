@@ -12,32 +12,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import make_ilsvrc_dataset as mk  # noqa: E402
+from tests.helpers import ILSVRC_TEST_INDS, WNIDS, ilsvrc_val_name, make_ilsvrc_source  # noqa: E402
 
 SCRIPT = REPO / "make_ilsvrc_dataset.py"
-TEST_INDS = np.load(REPO / "resources" / "ilsvrclin12_val_inds.npy")
-# created in this (unsorted) order; sorted order is n0000001 .. n0000012
-WNIDS = ["n0000007", "n0000012", "n0000003", "n0000001", "n0000010", "n0000005",
-         "n0000002", "n0000011", "n0000009", "n0000004", "n0000008", "n0000006"]
 SORTED = sorted(WNIDS)
-
-
-def vname(i):
-    return "ILSVRC2012_val_%08d.JPEG" % (i + 1)
-
-
-def make_source(root, val_indices, wnids=WNIDS):
-    """Fake ILSVRC2012 root (with a space in its name) holding the given val indices."""
-    src = root / "ILSVRC 2012 src"
-    for k, w in enumerate(wnids):
-        d = src / "train" / w
-        d.mkdir(parents=True)
-        for j in range(1 + k % 2):
-            (d / ("%s_%d.JPEG" % (w, j))).write_bytes(b"jpg")
-    val = src / "val"
-    val.mkdir(parents=True)
-    for i in val_indices:
-        (val / vname(i)).touch()
-    return src
 
 
 def snapshot(root):
@@ -56,7 +34,7 @@ def snapshot(root):
 def src(tmp_path_factory):
     """Complete fake source: 12 classes, val images 0..999 plus the test-split indices."""
     root = tmp_path_factory.mktemp("src")
-    return make_source(root, list(range(1000)) + TEST_INDS.tolist())
+    return make_ilsvrc_source(root, list(range(1000)) + ILSVRC_TEST_INDS.tolist())
 
 
 def run(args):
@@ -78,9 +56,9 @@ def assert_one_line_error(stderr):
 
 
 def test_resource_file():
-    assert TEST_INDS.dtype == np.int64 and TEST_INDS.shape == (10000,)
-    assert (np.diff(TEST_INDS) > 0).all()
-    assert TEST_INDS.min() == 25274 and TEST_INDS.max() == 49999
+    assert ILSVRC_TEST_INDS.dtype == np.int64 and ILSVRC_TEST_INDS.shape == (10000,)
+    assert (np.diff(ILSVRC_TEST_INDS) > 0).all()
+    assert ILSVRC_TEST_INDS.min() == 25274 and ILSVRC_TEST_INDS.max() == 49999
     assert mk.TEST_INDS_PATH == REPO / "resources" / "ilsvrclin12_val_inds.npy"
 
 
@@ -104,16 +82,16 @@ def test_full_layout_rerun_and_source_untouched(src, tmp_path, capsys):
         assert os.readlink(ts / w) == str(src / "train" / w)
     # val: the first 1000 validation images
     val = out / "val" / "imgs"
-    assert sorted(os.listdir(val)) == [vname(i) for i in range(1000)]
+    assert sorted(os.listdir(val)) == [ilsvrc_val_name(i) for i in range(1000)]
     for name in os.listdir(val):
         assert os.readlink(val / name) == str(src / "val" / name)
     # test: exactly the npy indices
     test = out / "test" / "imgs"
-    assert sorted(os.listdir(test)) == [vname(i) for i in TEST_INDS]
+    assert sorted(os.listdir(test)) == [ilsvrc_val_name(i) for i in ILSVRC_TEST_INDS]
     for name in os.listdir(test):
         assert os.readlink(test / name) == str(src / "val" / name)
     assert set(os.listdir(test)).isdisjoint(os.listdir(val))
-    assert (val / vname(0)).read_bytes() == b""  # links resolve
+    assert (val / ilsvrc_val_name(0)).read_bytes() == b""  # links resolve
 
     # rerun: nothing changes at all
     out_before = snapshot(out)
@@ -175,7 +153,7 @@ def test_subprocess_relative_paths(src, tmp_path):
     out = cwd / out_rel
     assert sorted(os.listdir(out / "train")) == SORTED
     # links are absolute, so they still resolve from another directory
-    assert os.readlink(out / "test" / "imgs" / vname(int(TEST_INDS[0]))).startswith("/")
+    assert os.readlink(out / "test" / "imgs" / ilsvrc_val_name(int(ILSVRC_TEST_INDS[0]))).startswith("/")
     assert os.path.exists(out / "train" / SORTED[0] / ("%s_0.JPEG" % SORTED[0]))
 
 
@@ -193,17 +171,17 @@ def test_conflicts_modify_nothing(src, tmp_path, capsys):
     out = tmp_path / "out"
     img = out / "val" / "imgs"
     img.mkdir(parents=True)
-    (img / vname(4)).write_bytes(b"not a link")
+    (img / ilsvrc_val_name(4)).write_bytes(b"not a link")
     before = snapshot(out)
     assert run(["--in_path", src, "--out_path", out]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
-    assert vname(4) in err and "nothing was modified" in err
+    assert ilsvrc_val_name(4) in err and "nothing was modified" in err
     assert snapshot(out) == before
 
     # a symlink pointing somewhere else
-    (img / vname(4)).unlink()
-    os.symlink(str(src / "val" / vname(5)), img / vname(4))
+    (img / ilsvrc_val_name(4)).unlink()
+    os.symlink(str(src / "val" / ilsvrc_val_name(5)), img / ilsvrc_val_name(4))
     before = snapshot(out)
     assert run(["--in_path", src, "--out_path", out]) == 2
     err = capsys.readouterr().err
@@ -212,14 +190,14 @@ def test_conflicts_modify_nothing(src, tmp_path, capsys):
     assert snapshot(out) == before
 
     # the correct link is accepted and the rest is filled in
-    (img / vname(4)).unlink()
-    os.symlink(str(src / "val" / vname(4)), img / vname(4))
+    (img / ilsvrc_val_name(4)).unlink()
+    os.symlink(str(src / "val" / ilsvrc_val_name(4)), img / ilsvrc_val_name(4))
     assert run(["--in_path", src, "--out_path", out]) == 0
     assert "11010 created, 1 already present" in capsys.readouterr().out
 
     # an interrupted run (some links missing) is completed by a rerun
     for i in range(10):
-        (img / vname(i)).unlink()
+        (img / ilsvrc_val_name(i)).unlink()
     assert run(["--in_path", src, "--out_path", out]) == 0
     assert "10 created, 11001 already present" in capsys.readouterr().out
 
@@ -255,13 +233,13 @@ def test_bad_sources(tmp_path, capsys):
         assert not out.exists()
 
     # val split incomplete: 2 missing, the first one named
-    s = make_source(tmp_path / "a", [i for i in range(1000) if i not in (7, 500)])
-    check(s, "2 of the 1000", vname(7))
+    s = make_ilsvrc_source(tmp_path / "a", [i for i in range(1000) if i not in (7, 500)])
+    check(s, "2 of the 1000", ilsvrc_val_name(7))
     # test split missing entirely
-    s = make_source(tmp_path / "b", range(1000))
-    check(s, "10000 of the 10000", vname(int(TEST_INDS[0])))
+    s = make_ilsvrc_source(tmp_path / "b", range(1000))
+    check(s, "10000 of the 10000", ilsvrc_val_name(int(ILSVRC_TEST_INDS[0])))
     # no val folder
-    s = make_source(tmp_path / "c", [])
+    s = make_ilsvrc_source(tmp_path / "c", [])
     os.rmdir(s / "val")
     check(s, "validation folder not found")
     # no train folder / no class folders in it

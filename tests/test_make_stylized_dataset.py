@@ -168,9 +168,10 @@ def test_same_seed_same_outputs_in_two_folders(tree, weights):
 
 
 def test_alpha_zero_output_is_the_decoded_content_features(tree, weights):
-    """What is checked: with --alpha 0 the saved PNG equals, pixel for pixel, the rounding of
-    decoder(encoder(content)) computed here directly (no style involved), and it differs from the
-    --alpha 1 output."""
+    """What is checked: with --alpha 0 the saved PNG is the rounding of decoder(encoder(content))
+    computed here directly (no style involved), and it differs from the --alpha 1 output. The
+    script decodes in batches, so the convolutions sum in another order: a rounding may flip by
+    one level (as between the two runs above); the --alpha 1 output is > 2 levels off on average."""
     assert run(tree, weights, "--alpha", "0", "--extensions", "png", out="a0") == 0
     assert run(tree, weights, "--alpha", "1", "--extensions", "png", out="a1") == 0
     vgg, decoder = build_vgg_normalised(), build_decoder()
@@ -181,7 +182,8 @@ def test_alpha_zero_output_is_the_decoded_content_features(tree, weights):
     with torch.no_grad():
         expected = to_uint8_rounded(model.decoder(model.encode(x)))[0].permute(1, 2, 0).numpy()
     [name] = [f for f in outputs(tree / "a0") if f.startswith("cls_a/x-stylized-")]
-    assert np.array_equal(np.asarray(Image.open(tree / "a0" / name)), expected)
+    got = np.asarray(Image.open(tree / "a0" / name), dtype=int)
+    assert np.abs(got - expected).max() <= 1 and (got != expected).mean() < 0.01
     assert np.abs(np.asarray(Image.open(tree / "a1" / name), dtype=int) - expected).mean() > 2
 
 

@@ -138,8 +138,21 @@ def test_saturation_gradient_increases_saturation():
         assert saturation_penalty(L_norm, backwards) > s_reg.detach() + 1
 
 
+def test_saturation_penalty_is_the_desaturation_of_a_176_px_crop_at_any_size():
+    """For one 176 x 176 image S_reg is the sum over its pixels of 1 - S (skimage's HSV
+    saturation); a 44 x 44 patch counts as its 4 x 4 tiling to 176 x 176 (its pixels weigh 16 x)."""
+    L_norm, ab = _lab_batch(1, 176, 176, seed=9, l_range=(30, 80), ab_range=60.0, dtype=torch.float64)
+    lab = torch.cat((L_norm * 100 + 50, ab * 110), dim=1)[0].numpy().transpose(1, 2, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skimage warns about Z < 0 (out-of-gamut) pixels
+        sat = skimage_color.rgb2hsv(skimage_color.lab2rgb(lab))[..., 1]
+    assert float(saturation_penalty(L_norm, ab)) == pytest.approx(np.sum(1 - sat), rel=1e-4)
+    patch = (L_norm[..., :44, :44], ab[..., :44, :44])
+    tiled = [x.repeat(1, 1, 4, 4) for x in patch]
+    assert float(saturation_penalty(*patch)) == pytest.approx(float(saturation_penalty(*tiled)), rel=1e-9)
+
+
 def test_saturation_penalty_value_matches_skimage():
-    assert SAT_REF_PIXELS == 176 * 176
     # includes out-of-gamut colours, so the RGB clipping matters
     for dtype in (torch.float32, torch.float64):
         L_norm, ab = _lab_batch(3, 12, 10, seed=8, l_range=(20, 90), ab_range=80.0, dtype=dtype)

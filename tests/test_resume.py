@@ -15,7 +15,7 @@ import train
 import util.checkpoint
 import util.hints
 from scripts import crash_test
-from tests.helpers import poison, tiny_train_args
+from tests.helpers import copy_checkpoint, poison, tiny_train_args
 from training.resume import RESUME_FILE
 from training.visualizer import Visualizer
 
@@ -36,9 +36,9 @@ def load(path):
 
 
 @pytest.fixture(scope="module")
-def crash_work(tmp_path_factory):
+def crash_work(module_tmp):
     """One working folder for the crash tests: the reference run is made once."""
-    return tmp_path_factory.mktemp("crash_test")
+    return module_tmp
 
 
 def test_sigkill_at_3_random_points_then_resume_is_bit_identical(crash_work, capsys):
@@ -119,9 +119,9 @@ def test_nonfinite_steps_are_skipped_and_counted(data_root, tmp_path, monkeypatc
     assert int(state["model1.4.num_batches_tracked"]) == 1
 
 
-def test_max_nonfinite_stops_with_the_last_checkpoint_intact(data_root, tmp_path, monkeypatch, capsys):
-    assert train.main(tiny_args(data_root, tmp_path, "run")) == 0
-    latest = tmp_path / "run" / "latest_net_G.pth"
+def test_max_nonfinite_stops_with_the_last_checkpoint_intact(data_root, tmp_path, monkeypatch, capsys,
+                                                              random_generator):
+    latest = copy_checkpoint(random_generator, tmp_path, "run")  # what an earlier run left
     before = latest.read_bytes()
     capsys.readouterr()
     poison_batches(monkeypatch, "all")
@@ -144,9 +144,9 @@ def test_nonfinite_weights_are_never_saved(tmp_path):
     assert not (tmp_path / "x.pth").exists()
 
 
-def test_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(data_root, tmp_path, monkeypatch, capsys):
-    assert train.main(tiny_args(data_root, tmp_path, "run")) == 0
-    latest = tmp_path / "run" / "latest_net_G.pth"
+def test_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(data_root, tmp_path, monkeypatch, capsys,
+                                                                          random_generator):
+    latest = copy_checkpoint(random_generator, tmp_path, "run")  # what an earlier run left
     before = latest.read_bytes()
     real_save = torch.save
 

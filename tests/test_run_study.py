@@ -14,7 +14,7 @@ import torch
 from scripts import run_entry_points
 from scripts.make_study_smoke_data import write_fake_coco
 from tests.browser import assert_page_ok
-from tests.test_make_ilsvrc_dataset import TEST_INDS, make_source
+from tests.helpers import ILSVRC_TEST_INDS, make_ilsvrc_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "run_study.sh")
@@ -42,7 +42,7 @@ def smoke(tmp_path_factory):
         shutil.rmtree(root / folder, ignore_errors=True)
 
 
-def test_every_stage_ran_and_the_report_has_four_models(smoke):
+def test_every_stage_ran_for_the_four_models(smoke):
     root, proc, seconds = smoke
     print(f"SMOKE study: {seconds:.0f} s")
     out = proc.stdout
@@ -58,8 +58,12 @@ def test_every_stage_ran_and_the_report_has_four_models(smoke):
         # COCO's class folders, some of them empty, for the coco model; the photos' for the others
         assert probes["classes"][0] == ("000_background" if label == "coco" else "astronaut")
         assert f"ran      test {label}" in out and f"ran      probes {label}" in out
-    # the stylized model trained on stylized data (phase 1 on the train_small classes), the coco
-    # model on the converted fake COCO tree
+
+
+def test_stylized_and_coco_models_trained_on_their_data(smoke):
+    """The stylized model on stylized data (phase 1 on the train_small classes), the coco model on
+    the converted fake COCO tree."""
+    root = smoke[0]
     opt = (root / "checkpoints_stylized" / "siggraph_class_small" / "opt.txt").read_text()
     assert os.path.join("stylized", "train_small") in opt
     assert os.path.join("coco2017", "train") in (root / "checkpoints_coco" / "siggraph_reg2" / "opt.txt").read_text()
@@ -68,8 +72,16 @@ def test_every_stage_ran_and_the_report_has_four_models(smoke):
     assert stylized["finished"] and len(stylized["assignment"]) == 24
     assert sorted(os.listdir(root / "coco2017" / "train")) == [
         "000_background", "001_person", "003_car", "010_traffic_light", "018_dog", "084_book"]
-    # saturation: phases 3-4 with the saturation term, from the shared classification phases
+
+
+def test_saturation_model_phases_3_4_have_the_term(smoke):
+    """Phases 3-4 with the saturation term, from the shared classification phases."""
+    root = smoke[0]
     assert "lambda_sat: 0.0001" in (root / "checkpoints" / "siggraph_reg2_sat" / "opt.txt").read_text()
+
+
+def test_report_compares_the_four_models(smoke):
+    root = smoke[0]
     html = (root / "results" / "comparison" / "index.html").read_text()
     assert "<p>Models: pretrained, saturation, stylized, coco; checkpoints 'latest'.</p>" in html
     flat = html.replace("\n", "").replace(" ", "")
@@ -155,7 +167,7 @@ def test_real_data_stage_builds_imagenet_100_val_classes_and_coco(tmp_path):
     """Without SMOKE: make_ilsvrc_dataset.py --num_classes 100 on a (zero-byte) ILSVRC2012 tree,
     val_classes/ from a class-sorted val, make_coco_dataset.py with COCO_ARGS; then a rerun."""
     wnids = ["n%07d" % i for i in range(120, 0, -1)]
-    src = make_source(tmp_path, list(range(1000)) + TEST_INDS.tolist(), wnids=wnids)
+    src = make_ilsvrc_source(tmp_path, list(range(1000)) + ILSVRC_TEST_INDS.tolist(), wnids=wnids)
     by_class = tmp_path / "val_by_class"
     for w in wnids:
         (by_class / w).mkdir(parents=True)

@@ -25,17 +25,16 @@ import test_sweep
 import train_linear_classifiers as tlc
 import util.checkpoint
 import util.fileio
-from models.networks import define_G
 from tests.bad_images import gradient
-from tests.helpers import load_test_script, poison
-from util.checkpoint import load_tensor_file, save_network
+from tests.helpers import copy_checkpoint, load_test_script, poison
+from util.checkpoint import load_tensor_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 test_script = load_test_script()
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, random_generator):
     """Images: val/ (4 flat) and probes/{train,val}/{a,b}/ (2 classes); a good generator 'good';
     a poisoned one 'evil' (<ckpt>/evil/latest_net_G.pth) and the marker its unpickling would create."""
     root = tmp_path_factory.mktemp("safe_loading")
@@ -48,8 +47,7 @@ def env(tmp_path_factory):
                 folder.mkdir(parents=True, exist_ok=True)
                 image = gradient(32, 32)[:, ::-1] if flip else gradient(32, 32)
                 Image.fromarray(np.roll(image, 3 * i, axis=1).copy()).save(folder / f"{i}.png")
-    torch.manual_seed(0)
-    save_network(define_G(), str(root / "ckpt" / "good" / "latest_net_G.pth"))
+    copy_checkpoint(random_generator, root / "ckpt", "good")
     marker = root / "MARKER_created_by_unpickling"
     poison(root / "ckpt" / "evil" / "latest_net_G.pth", marker)
     return root, marker

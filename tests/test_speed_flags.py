@@ -23,12 +23,9 @@ import util.perf
 from data.datasets import ImageFolderDataset, eval_subset
 from data.transforms import eval_transform
 from models import create_model, load_generator, probes
-from models.networks import define_G
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
-from tests import test_test_script as tts
-from tests.test_linear_classifiers import make_layout_dataset, probe_args
-from util.checkpoint import save_network
+from tests.helpers import METRIC_KEYS, copy_checkpoint, load_test_script, make_layout_dataset, probe_args
 from util.color import lab_norm2rgb
 from util.hints import get_colorization_data
 from util.image import to_uint8
@@ -43,8 +40,13 @@ REORDER_TOL_DB = 1e-3
 NO_COMPILER = "no compiler in this test"
 
 
-#: 4 flat 40 px val photos and a seeded random-init checkpoint <ckpt>/m/latest_net_G.pth (shared fixture).
-env = tts.env
+test_script = load_test_script()
+
+
+@pytest.fixture(scope="module")
+def env(eval_env):
+    """4 flat 40 px val photos (data/val) and a seeded random-init checkpoint <ckpt>/m/latest_net_G.pth."""
+    return eval_env
 
 
 def eval_args(env, results, *flags):
@@ -77,7 +79,7 @@ class Runs:
         return self.cache[key], self.models[key]
 
     def test_py(self, *flags):
-        return self._run(tts.test_script, "test", flags)
+        return self._run(test_script, "test", flags)
 
     def sweep(self, *flags):
         return self._run(test_sweep, "sweep", flags)
@@ -90,11 +92,11 @@ def runs(env):
 
 def metric_diffs(a, b):
     """Largest |a - b| per metric over every image and setting of two metrics.json."""
-    out = {key: 0.0 for key in tts.KEYS}
+    out = {key: 0.0 for key in METRIC_KEYS}
     for sa, sb in zip(a["settings"], b["settings"]):
         assert [i["path"] for i in sa["images"]] == [i["path"] for i in sb["images"]]
         for ia, ib in zip(sa["images"], sb["images"]):
-            for key in tts.KEYS:
+            for key in METRIC_KEYS:
                 out[key] = max(out[key], abs(ia[key] - ib[key]))
     return out
 
@@ -109,7 +111,7 @@ def test_eval_amp_runs_in_bfloat16_close_to_fp32(runs):
     assert model.amp and model.fake_B_reg.dtype == torch.bfloat16  # the generator really ran in bf16
     assert model.fake_B_distr.dtype == torch.float32  # the decoding and metrics did not
     diffs = metric_diffs(fp32, amp)
-    assert all(diffs[key] <= AMP_TOL[key] for key in tts.KEYS), diffs
+    assert all(diffs[key] <= AMP_TOL[key] for key in METRIC_KEYS), diffs
     sweep32, _ = runs.sweep()
     sweep_amp, model = runs.sweep("--amp")
     assert model.amp
@@ -158,7 +160,7 @@ def test_compile_unsupported_warns_in_one_line_and_runs_eager(env, runs, monkeyp
     monkeypatch.setattr(util.perf, "compile_unsupported_reason", lambda device: NO_COMPILER)
     capsys.readouterr()
     results = env / "test_compile_unsupported"
-    assert tts.test_script.main(eval_args(env, results, "--compile")) == 0
+    assert test_script.main(eval_args(env, results, "--compile")) == 0
     warnings = [line for line in stderr_lines(capsys) if "--compile" in line]
     assert warnings == [f"warning: --compile: {NO_COMPILER}; running in eager mode"]
     assert (results / "m" / "val_latest" / "metrics.json").read_text() == json.dumps(fp32, indent=1) + "\n"
@@ -239,13 +241,12 @@ def test_eval_compile_matches_eager(runs, capsys):
 # ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def probe_env(tmp_path_factory):
+def probe_env(tmp_path_factory, random_generator):
     """16 training and 8 validation layout images (all colourful, so every backbone batch of 8 has
     the same shape) and a random-init checkpoint 'rand'."""
     root = tmp_path_factory.mktemp("probe_flags")
     make_layout_dataset(root / "data", per_class_train=4, per_class_val=2)
-    torch.manual_seed(0)
-    save_network(define_G(), str(root / "ckpt" / "rand" / "latest_net_G.pth"))
+    copy_checkpoint(random_generator, root / "ckpt", "rand")
     return root
 
 

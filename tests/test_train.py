@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -27,12 +28,19 @@ def read_jsonl(path):
         return [json.loads(line) for line in f]
 
 
-def test_one_phase_outputs(data_root, tmp_path, capsys):
-    rc = train.main(tiny_train_args(data_root, tmp_path, "run", "--niter", "2", "--print_freq", "4",
-                              "--sample_p", "0.125", "--display_freq", "8"))
+@pytest.fixture(scope="module")
+def two_epochs(tiny_data, module_tmp):
+    """One run of 2 epochs of 12 images with the HTML page: its folder (read-only for the tests)."""
+    ckpt = module_tmp / "two_epochs"
+    rc = train.main(tiny_train_args(tiny_data, ckpt, "run", "--niter", "2", "--print_freq", "4",
+                                    "--sample_p", "0.125", "--display_freq", "8"))
     assert rc == 0
-    run = tmp_path / "run"
-    # Checkpoints: latest + one per epoch, plain state_dicts with the 107 original keys.
+    return ckpt / "run"
+
+
+def test_checkpoints_latest_and_per_epoch_are_plain_state_dicts(two_epochs):
+    """latest + one per epoch, plain state_dicts with the 107 original keys."""
+    run = two_epochs
     for name in ("latest_net_G.pth", "0_net_G.pth", "1_net_G.pth"):
         state = torch.load(run / name, weights_only=True)
         assert type(state).__name__ == "OrderedDict" and len(state) == 107
@@ -40,18 +48,25 @@ def test_one_phase_outputs(data_root, tmp_path, capsys):
         assert not any(k.startswith("module.") for k in state)
     assert torch.equal(torch.load(run / "latest_net_G.pth", weights_only=True)["model1.0.weight"],
                        torch.load(run / "1_net_G.pth", weights_only=True)["model1.0.weight"])
-    # opt.txt lists every option, marking non-defaults.
-    opt_txt = (run / "opt.txt").read_text()
+
+
+def test_opt_txt_lists_the_options_marking_non_defaults(two_epochs):
+    opt_txt = (two_epochs / "opt.txt").read_text()
     assert re.search(r"sample_p: 0.125\s+\[default: 1.0\]", opt_txt)
     assert "lambda_sat: 0.0" in opt_txt
-    # loss_log.txt in the original's format; 2 epochs x 12 images, printed every 4 -> 6 lines.
-    log_lines = (run / "loss_log.txt").read_text().splitlines()
+
+
+def test_loss_log_in_the_original_format(two_epochs):
+    """2 epochs x 12 images, printed every 4 -> 6 lines."""
+    log_lines = (two_epochs / "loss_log.txt").read_text().splitlines()
     assert log_lines[0].startswith("================ Training Loss (")
     entries = [line for line in log_lines[1:] if line.startswith("(epoch")]
     assert len(entries) == 6
     assert re.match(r"\(epoch: 0, iters: 4, time: [\d.]+, data: [\d.]+\) G_CE: [\d.]+, G_entr: ", entries[0])
-    # The JSON-lines log has the same smoothed values plus the raw ones and the LR.
-    records = read_jsonl(run / "loss_log.jsonl")
+
+
+def test_jsonl_log_has_the_smoothed_and_raw_losses_and_the_lr(two_epochs):
+    records = read_jsonl(two_epochs / "loss_log.jsonl")
     assert [r["iters"] for r in records] == [4, 8, 12, 16, 20, 24]
     names = ["G_CE", "G_entr", "G_entr_hint", "G_L1_max", "G_L1_mean", "G_L1_reg", "G_fake_real",
              "G_fake_hint", "G_real_hint", "0", "S_reg", "G"]
@@ -60,7 +75,10 @@ def test_one_phase_outputs(data_root, tmp_path, capsys):
     first = records[0]["raw"]
     assert first["G"] == pytest.approx(first["G_CE"] + first["G_L1_reg"], rel=1e-5)
     assert all(np.isfinite(v) for r in records for v in r["losses"].values())
-    # Training HTML: the 13 visuals, for both epochs.
+
+
+def test_training_page_shows_the_13_visuals_of_each_epoch(two_epochs):
+    run = two_epochs
     html = (run / "web" / "index.html").read_text()
     for epoch in (0, 1):
         for label in ("gray", "real", "fake_max", "fake_mean", "fake_reg", "hint", "real_ab", "fake_ab_max",
@@ -70,9 +88,10 @@ def test_one_phase_outputs(data_root, tmp_path, capsys):
 
 
 def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path):
+    # 2 steps of a seeded random subset of 8 images: the data order, the hints and the init all depend on the seed
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         assert train.main(tiny_train_args(data_root, tmp_path, name, "--seed", seed, "--sample_p", "0.125",
-                                    "--save_epoch_freq", "5", "--no_html")) == 0
+                                    "--save_epoch_freq", "5", "--no_html", "--max_dataset_size", "8")) == 0
     load = lambda n: torch.load(tmp_path / n / "latest_net_G.pth", weights_only=True)  # noqa: E731
     a, b, c = load("a"), load("b"), load("c")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -81,27 +100,32 @@ def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path):
 
 
 def test_load_model_continues_from_checkpoint(data_root, tmp_path):
-    assert train.main(tiny_train_args(data_root, tmp_path, "p1", "--classification", "--no_html")) == 0
+    one_step = ("--no_html", "--max_dataset_size", "4")
+    assert train.main(tiny_train_args(data_root, tmp_path, "p1", "--classification", *one_step)) == 0
     start = torch.load(tmp_path / "p1" / "latest_net_G.pth", weights_only=True)
     os.makedirs(tmp_path / "p2")
     torch.save(start, tmp_path / "p2" / "latest_net_G.pth")
     # lr 0: Adam leaves the parameters as loaded; BatchNorm running statistics still move.
-    assert train.main(tiny_train_args(data_root, tmp_path, "p2", "--load_model", "--lr", "0", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "p2", "--load_model", "--lr", "0", *one_step)) == 0
     after = torch.load(tmp_path / "p2" / "latest_net_G.pth", weights_only=True)
     assert torch.equal(after["model5.0.weight"], start["model5.0.weight"])
     assert torch.equal(after["model_class.0.bias"], start["model_class.0.bias"])
     assert not torch.equal(after["model1.4.running_mean"], start["model1.4.running_mean"])
     # A fresh run (no --load_model) does not start from those weights.
-    assert train.main(tiny_train_args(data_root, tmp_path, "p3", "--lr", "0", "--no_html")) == 0
+    assert train.main(tiny_train_args(data_root, tmp_path, "p3", "--lr", "0", *one_step)) == 0
     fresh = torch.load(tmp_path / "p3" / "latest_net_G.pth", weights_only=True)
     assert not torch.equal(fresh["model5.0.weight"], start["model5.0.weight"])
 
 
-def test_which_epoch_selects_the_file(data_root, tmp_path):
-    assert train.main(tiny_train_args(data_root, tmp_path, "w", "--niter", "2", "--no_html")) == 0
+def test_which_epoch_selects_the_file(data_root, tmp_path, two_epochs):
+    (tmp_path / "w").mkdir()
+    for name in ("0_net_G.pth", "latest_net_G.pth"):  # the weights after epoch 0 and after epoch 1
+        shutil.copyfile(two_epochs / name, tmp_path / "w" / name)
     epoch0 = torch.load(tmp_path / "w" / "0_net_G.pth", weights_only=True)
+    latest = torch.load(tmp_path / "w" / "latest_net_G.pth", weights_only=True)
+    assert not torch.equal(latest["model4.0.weight"], epoch0["model4.0.weight"])
     assert train.main(tiny_train_args(data_root, tmp_path, "w", "--load_model", "--which_epoch", "0", "--lr", "0",
-                                "--no_html")) == 0
+                                "--no_html", "--max_dataset_size", "4")) == 0
     assert torch.equal(torch.load(tmp_path / "w" / "latest_net_G.pth", weights_only=True)["model4.0.weight"],
                        epoch0["model4.0.weight"])
 
@@ -155,17 +179,23 @@ def test_unreadable_files_are_skipped_and_counted(data_root, tmp_path, capfd):
     assert (tmp_path / "b" / "latest_net_G.pth").is_file()
 
 
-def test_lr_schedules_in_training(data_root, tmp_path):
-    # lambda: niter 1 + niter_decay 2 -> factors 1, 2/3, 1/3 for epochs 0, 1, 2.
-    assert train.main(tiny_train_args(data_root, tmp_path, "l", "--niter_decay", "2", "--print_freq", "12",
-                                "--save_epoch_freq", "10", "--no_html")) == 0
+def test_lambda_lr_schedule_in_training(data_root, tmp_path):
+    # lambda: niter 1 + niter_decay 2 -> factors 1, 2/3, 1/3 for epochs 0, 1, 2 (one step each).
+    assert train.main(tiny_train_args(data_root, tmp_path, "l", "--niter_decay", "2", "--print_freq", "4",
+                                "--save_epoch_freq", "10", "--no_html", "--max_dataset_size", "4")) == 0
     lrs = [r["lr"] for r in read_jsonl(tmp_path / "l" / "loss_log.jsonl")]
     assert lrs == pytest.approx([1e-4, 1e-4 * 2 / 3, 1e-4 / 3])
+
+
+def test_step_lr_schedule_in_training(data_root, tmp_path):
     # step: x0.1 after every lr_decay_iters epochs.
     assert train.main(tiny_train_args(data_root, tmp_path, "s", "--niter", "3", "--lr_policy", "step",
                                 "--lr_decay_iters", "2", "--print_freq", "4", "--save_epoch_freq", "10",
                                 "--no_html", "--max_dataset_size", "4")) == 0
     assert [r["lr"] for r in read_jsonl(tmp_path / "s" / "loss_log.jsonl")] == pytest.approx([1e-4, 1e-4, 1e-5])
+
+
+def test_plateau_lr_schedule_and_epoch_count_in_training(data_root, tmp_path):
     # plateau runs (its LR only drops after 5 bad epochs) and --epoch_count shifts the epoch numbers.
     assert train.main(tiny_train_args(data_root, tmp_path, "pl", "--niter", "3", "--epoch_count", "1",
                                 "--lr_policy", "plateau", "--no_html", "--max_dataset_size", "4")) == 0
@@ -221,7 +251,10 @@ def test_bad_options_are_one_line_errors(data_root, tmp_path, capsys, flags, mes
         train.main([*tiny_train_args(data_root, tmp_path, "x"), *flags])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert message in err[-1] and err[-1].startswith("train.py: error:") or message in err[-1]
+    # argparse's usage block, then one error line (the program name is pytest's argv[0] here)
+    assert err[0].startswith("usage: ") and "Traceback" not in "\n".join(err)
+    assert re.fullmatch(r"\S+: error: .*", err[-1]) and message in err[-1], err[-1]
+    assert not any("error" in line for line in err[:-1])
     assert not (tmp_path / "x").exists()
 
 

@@ -34,8 +34,8 @@ def check_standard(records, state, reference):
 
 
 @pytest.fixture(scope="module")
-def fp32(data_root, tmp_path_factory):
-    return run(data_root, tmp_path_factory.mktemp("fp32"), "fp32")
+def fp32(data_root, module_tmp):
+    return run(data_root, module_tmp, "fp32")
 
 
 def test_amp_bfloat16_on_cpu(data_root, tmp_path, fp32):
