@@ -149,6 +149,17 @@ def train(opt, parser, info: DistInfo, device: torch.device, make_batch: Callabl
     finally:
         if run.visualizer is not None:
             run.visualizer.close()
+        stop_workers(run.loader)
+
+
+def stop_workers(loader: DataLoader) -> None:
+    """End the loader's persistent worker processes now, not when the loader is freed: they ignore
+    SIGTERM (ignore_stop_signals), so one left at interpreter exit makes multiprocessing wait for
+    it forever, and reference cycles (matplotlib makes some) can keep the loop's frames, and with
+    them the loader, until the garbage collector runs."""
+    iterator = getattr(loader, "_iterator", None)  # DataLoader keeps its persistent workers' iterator there
+    if iterator is not None:
+        iterator._shutdown_workers()
 
 
 def set_up(opt, parser, info: DistInfo, device: torch.device, make_batch: Callable):

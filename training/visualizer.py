@@ -49,12 +49,12 @@ def plot_losses(history: LossHistory, path: str, title: str = "") -> str:
     loss, in black) against images trained, and save it atomically as a PNG. Returns ``path``.
     matplotlib's object API renders through Agg (no pyplot state, no backend switch)."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullLocator
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
     step = max(1, math.ceil(len(history) / PLOT_POINTS))
     keep = sorted(set(range(0, len(history), step)) | {len(history) - 1}) if len(history) else []
     fig = Figure(figsize=(9, 4), dpi=100)
-    fig.subplots_adjust(left=0.08, right=0.8, bottom=0.13, top=0.92)
+    fig.subplots_adjust(left=0.1, right=0.8, bottom=0.13, top=0.92)
     ax = fig.subplots()
     x = [history.iters[i] for i in keep]
     for name, values in history.series.items():
@@ -64,6 +64,7 @@ def plot_losses(history: LossHistory, path: str, title: str = "") -> str:
                     linewidth=2 if name == "G" else 1)
     ax.set_yscale("log")
     ax.yaxis.set_minor_locator(NullLocator())  # (minor tick labels would double the drawing time)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # plain text: mathtext's parser is slow
     ax.set_xlabel("images trained")
     ax.set_ylabel("loss (smoothed, as in loss_log.txt)")
     ax.set_title(title, fontsize="medium")
