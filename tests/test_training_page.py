@@ -94,7 +94,8 @@ def test_verbose_prints_the_option_table(tiny_data, tmp_path, capsys):
     out = capsys.readouterr().out
     table = (tmp_path / "v" / "opt.txt").read_text().rstrip("\n")
     assert table.startswith("----------------- Options") and table in out
-    assert re.search(r"^ +verbose: True\s+\[default: False\]$", out, re.M) and re.search(r"^ +batch_size: 4 ", out, re.M)
+    assert re.search(r"^ +verbose: True\s+\[default: False\]$", out, re.M)
+    assert re.search(r"^ +batch_size: 4 ", out, re.M)
 
 
 def test_tensorboard_scalars_are_the_logged_losses_and_lr(page_run):

@@ -1,11 +1,13 @@
-"""The training loop of train.py in named steps: set up, resume, train_one_epoch, end_of_epoch, finish.
+"""The training loop of train.py in named steps: set_up (restore_run_state on --resume),
+train_one_epoch (train_step for each batch), end_of_epoch, finish; :func:`train` runs them.
 
-:func:`train` runs them. A :class:`RunState` is everything that moves (epoch, position, counters,
-epoch statistics, unreadable files, the hint generator) and what a resume point stores besides the
-model; a :class:`Run` is what stays fixed (options, process, model, loader, logs, stop signals).
-Under torchrun every process makes the same collective calls in the same order: the step's stop
-and no-data flags, the logged losses' mean, the epoch's skip counts and mean loss, the stop flag
-at the end of each epoch, then the unreadable files and the weight check at the end of the run.
+A :class:`RunState` is what moves (epoch, position, counters, epoch statistics, unreadable files,
+the hint generator): with the model's training state, what a resume point holds. A :class:`Run` is
+what stays fixed. Under torchrun each process draws the hints of the whole global batch from the
+same seeded generator and keeps its rows, and data order is a function of (seed, epoch, position)
+(data/samplers.py), so with --sync_bn N processes train as one with an N times larger batch; all
+make the same collective calls in the same order (the step's flags, the logged losses' mean, the
+epoch's counts, mean loss and stop flag, the run's unreadable files and weight check).
 """
 from __future__ import annotations
 
