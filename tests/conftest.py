@@ -2,6 +2,7 @@
 folders in memory where there is room; the shared fixtures (sample data, a random-init
 checkpoint, a module's scratch folder, a local HTTP server)."""
 import functools
+import glob
 import http.server
 import os
 import shutil
@@ -19,10 +20,26 @@ import pytest  # noqa: E402
 TMPFS_MIN_BYTES = 12e9
 
 
+def session_running_in(path):
+    """Whether a live pytest session has its temporary folder under ``path`` (pytest keeps a
+    .lock file holding its pid in the folder while the session runs)."""
+    for lock in glob.glob(os.path.join(path, "pytest-of-*", "pytest-*", ".lock")):
+        try:
+            with open(lock) as f:
+                os.kill(int(f.read().strip()), 0)
+            return True
+        except PermissionError:  # alive, another user's
+            return True
+        except (OSError, ValueError):  # gone, or unreadable: a stale lock
+            continue
+    return False
+
+
 def memory_temp_root(path="/dev/shm"):
-    """``path`` if it is a tmpfs where the tests can write and run files and that holds
-    TMPFS_MIN_BYTES (free space and available memory both), else None."""
-    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+    """``path`` if it is a tmpfs where the tests can write and run files, that holds
+    TMPFS_MIN_BYTES (free space and available memory both) and that no other pytest session is
+    filling, else None."""
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK) or session_running_in(path):
         return None
     st = os.statvfs(path)
     if st.f_flag & getattr(os, "ST_NOEXEC", 0):  # tests run scripts they write in their folders
