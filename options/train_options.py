@@ -71,7 +71,7 @@ class TrainOptions(BaseOptions):
                             help="save latest_net_G.pth every this many images")
         parser.add_argument("--save_epoch_freq", type=int, default=1,
                             help="at the end of every this-many-th epoch save latest and <epoch>_net_G.pth")
-        parser.add_argument("--no_html", action="store_true", help="do not write the training HTML page")
+        parser.add_argument("--no_html", action="store_true", help="do not write the training HTML page (visuals and loss curves)")
         # reliability
         parser.add_argument("--resume", action="store_true",
                             help="continue exactly from <checkpoints_dir>/<name>/resume_state.pth (weights, optimizer, "

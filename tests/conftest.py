@@ -79,7 +79,7 @@ def random_generator(tmp_path_factory):
     torch.manual_seed(0)), saved once: copy it (tests.helpers.copy_checkpoint), never modify it."""
     import torch
 
-    from tests.helpers import save_random_generator
+    from evaluation.layout_dataset import save_random_generator
 
     with torch.random.fork_rng():  # the caller's random state is left as it was
         return save_random_generator(tmp_path_factory.mktemp("random_generator"), "rand")

@@ -25,7 +25,8 @@ from data.transforms import eval_transform
 from models import create_model, load_generator, probes
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
-from tests.helpers import METRIC_KEYS, copy_checkpoint, load_test_script, make_layout_dataset, probe_args
+from evaluation.layout_dataset import make_layout_dataset
+from tests.helpers import METRIC_KEYS, copy_checkpoint, load_test_script, probe_args
 from util.color import lab_norm2rgb
 from util.hints import get_colorization_data
 from util.image import to_uint8
