@@ -129,3 +129,23 @@ def test_gpu_report_summarises_what_the_stages_left(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["fp32_to_combo_ratio"] == 2.5 and summary["sweep"]["batching_ratio"] == 10.0
     assert summary["train_failed"] == {"compile": "stopped after --config_timeout_s 150 s"} and "prep" not in summary
+
+
+def test_bench_probes_options_are_the_scripts_defaults(tmp_path):
+    """bench_probes builds its options by hand (it may not import the script): they must be what
+    train_linear_classifiers.py parses from the same flags, so the benchmark times the real protocol."""
+    from argparse import Namespace
+
+    from benchmarks import bench_probes
+    from scripts.run_entry_points import load_script
+
+    tlc = load_script("train_linear_classifiers.py")
+    args = Namespace(size=64, batch_size=25, gpu_ids="-1", num_threads=0)
+    for protocol in ("corrected", "fork"):
+        bench = bench_probes.probe_options(args, str(tmp_path), "out", protocol, 3)
+        script, _ = tlc.parse(["--name", "rand", "--checkpoints_dir", bench.checkpoints_dir,
+                               "--linear_checkpoints", bench.linear_checkpoints, "--dataroot", bench.dataroot,
+                               "--dataroot_validation", bench.dataroot_validation, "--niter", "3",
+                               "--gpu_ids", "-1", "--num_threads", "0", "--protocol", protocol,
+                               "--loadSize", "64", "--fineSize", "64", "--cache_dir", bench.cache_dir])
+        assert vars(bench) == vars(script)
