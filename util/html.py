@@ -48,7 +48,9 @@ class HTML:
                         href=os.path.join("images", link)), br(), p(txt)),
                     style="word-wrap: break-word;", halign="center", valign="top")
                  for im, txt, link in zip(ims, txts, links)]
-        self.doc.add(table(tr(*cells), border=1, style="table-layout: fixed;"))
+        # Fixed layout at a set width gives every column the same share, so the images shrink alike.
+        row_px = len(cells) * (width + 12)  # + the cell's padding and borders
+        self.doc.add(table(tr(*cells), border=1, style=f"table-layout: fixed; width: min(100%, {row_px}px);"))
 
     def save(self) -> str:
         """Write <web_dir>/index.html atomically (a reader never sees half a page); returns its path."""
