@@ -18,11 +18,11 @@ from typing import Optional, Sequence
 from data.datasets import SkipLog
 from evaluation.feature_cache import CACHE_DTYPES
 from evaluation.probe_results import print_results
-from evaluation.probes import ProbeError, generator_path, load_trunk, probe_datasets, train_and_record
+from evaluation.probes import ProbeError, set_up, train_and_record
 from models import probes
 from options import flags
 from util.checkpoint import CheckpointError
-from util.runtime import resolve_device, save_options, seed_everything
+from util.runtime import save_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,12 +120,7 @@ def parse(argv: Optional[Sequence[str]] = None):
 
 def run(opt, parser) -> int:
     """Wire the engine (evaluation/probes.py) to the options, then report; returns the exit code."""
-    device = resolve_device(opt.gpu_ids)
-    seed_everything(opt.seed)
-    train_set, val_set = probe_datasets(opt)
-    ckpt_path = generator_path(opt)
-    trunk = load_trunk(opt, ckpt_path, device)
-
+    device, train_set, val_set, ckpt_path, trunk = set_up(opt)
     os.makedirs(opt.linear_checkpoints, exist_ok=True)
     save_options(opt, parser, opt.linear_checkpoints)
     print(f"probing {opt.layers} of {ckpt_path} ({opt.protocol} protocol, {len(train_set.classes)} classes, "

@@ -26,9 +26,8 @@ sys.path.insert(0, REPO)
 
 from data.datasets import SkipLog  # noqa: E402
 from evaluation.layout_dataset import make_layout_dataset, save_random_generator  # noqa: E402
-from evaluation.probes import generator_path, load_trunk, probe_datasets, train_and_record  # noqa: E402
+from evaluation.probes import set_up, train_and_record  # noqa: E402
 from models.probes import LAYERS  # noqa: E402
-from util.runtime import resolve_device, seed_everything  # noqa: E402
 
 
 def probe_options(args, tmp: str, out: str, protocol: str, epochs: int, cache: str = "cache") -> argparse.Namespace:
@@ -46,11 +45,7 @@ def probe_options(args, tmp: str, out: str, protocol: str, epochs: int, cache: s
 
 def probe_run(opt) -> None:
     """One run of the probes' engine, wired as train_linear_classifiers.py wires it."""
-    device = resolve_device(opt.gpu_ids)
-    seed_everything(opt.seed)
-    train_set, val_set = probe_datasets(opt)
-    checkpoint = generator_path(opt)
-    trunk = load_trunk(opt, checkpoint, device)
+    device, train_set, val_set, checkpoint, trunk = set_up(opt)
     os.makedirs(opt.linear_checkpoints, exist_ok=True)
     train_and_record(opt, train_set, val_set, trunk, device, checkpoint, SkipLog())
 

@@ -17,7 +17,7 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ from models.probes import (BLOCKS, FrozenTrunk, LinearProbe, TrunkRunner, batch_
                            feature_statistics, fork_head, pool_fork)
 from util.checkpoint import atomic_torch_save
 from util.metrics import topk_correct
+from util.runtime import resolve_device, seed_everything
 
 #: A layer's best so far: (val top-1, epoch).
 Best = Tuple[float, int]
@@ -88,6 +89,24 @@ def load_trunk(opt, checkpoint: str, device: torch.device) -> TrunkRunner:
     net = load_generator(checkpoint)
     return TrunkRunner(FrozenTrunk(net, opt.layers).to(device), device, amp=opt.amp, channels_last=opt.channels_last,
                        compile=opt.compile)
+
+
+class ProbeSetup(NamedTuple):
+    device: torch.device
+    train_set: ImageFolderDataset
+    val_set: ImageFolderDataset
+    checkpoint: str  # the generator's weight file
+    trunk: TrunkRunner
+
+
+def set_up(opt) -> ProbeSetup:
+    """What a probe run starts from: the device (--gpu_ids; everything seeded with --seed), the
+    two image folders, the generator's weight file and its frozen trunk."""
+    device = resolve_device(opt.gpu_ids)
+    seed_everything(opt.seed)
+    train_set, val_set = probe_datasets(opt)
+    checkpoint = generator_path(opt)
+    return ProbeSetup(device, train_set, val_set, checkpoint, load_trunk(opt, checkpoint, device))
 
 
 def train_and_record(opt, train_set, val_set, trunk: TrunkRunner, device: torch.device, checkpoint: str,
