@@ -4,7 +4,8 @@
 
 Nothing is downloaded: crops of scikit-image's photos for ImageNet (scripts/make_sample_dataset.py,
 plus imagenet/val_classes/ for the probes), three style images, RANDOM weights in the format of the
-AdaIN files (fake_adain_state_dicts) and a fake COCO 2017 tree (FAKE_COCO). smoke_data.txt,
+AdaIN files (fake_adain_state_dicts), a fake COCO 2017 tree (FAKE_COCO), and for the shape-bias
+stage a fake ILSVRC2012 tree of the 16 categories' classes and stimuli named as the cue-conflict set. smoke_data.txt,
 written last, lists what is there; a rerun rewrites the same content. The study: docs/study.md.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from dataset_builders.geirhos16 import CATEGORIES, load_category_wnids  # noqa: E402
 from models.adain import AdaIN, build_decoder, build_vgg_normalised  # noqa: E402
 from scripts import make_sample_dataset  # noqa: E402
 
@@ -182,6 +184,49 @@ def write_val_classes(folder: str, size: int, per_class: int, seed: int = 1) -> 
     return per_class * len(make_sample_dataset.TRAIN_PHOTOS)
 
 
+def noise_png(path: str, size: int, rng: np.random.Generator) -> None:
+    """A size x size PNG of colourful uniform noise (it passes the probes' grayscale filter)."""
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+
+def write_cue_conflict_stimuli(folder: str, per_category: int = 80, same_per_category: int = 5, size: int = 8,
+                               seed: int = 0) -> int:
+    """A stand-in for rgeirhos/texture-vs-shape's stimuli/style-transfer-preprocessed-512: the same
+    tree and names (<shape>/<shape><n>-<texture><m>.png), noise images. Per shape category: the
+    first ``same_per_category`` files with its own texture, then the other categories' textures in
+    turn. The defaults give the published counts: 16 folders of 80, 1,280 files, 80 same-category."""
+    rng = np.random.default_rng(seed)
+    for shape in CATEGORIES:
+        os.makedirs(os.path.join(folder, shape), exist_ok=True)
+        others = [c for c in CATEGORIES if c != shape]
+        for i in range(per_category):
+            same = i < same_per_category
+            j = i if same else i - same_per_category
+            texture = shape if same else others[j % len(others)]
+            n = j + 1 if same else j // len(others) + 1
+            noise_png(os.path.join(folder, shape, f"{shape}{n}-{texture}{2 if same else 1}.png"), size, rng)
+    return per_category * len(CATEGORIES)
+
+
+def write_fake_ilsvrc16(root: str, wnids_per_category: int = 1, train_per_wnid: int = 2, val_per_wnid: int = 1,
+                        size: int = 8, seed: int = 0):
+    """A fake ILSVRC2012 tree for make_geirhos16_dataset.py: <root>/train/<wnid>/<wnid>_<k>.JPEG and
+    <root>/val_by_class/<wnid>/ILSVRC2012_val_<n>.JPEG for the first ``wnids_per_category`` WordNet
+    IDs of every category of resources/geirhos_16class_wnids.json (noise PNGs under JPEG names).
+    Returns (in_path, val_by_class)."""
+    rng = np.random.default_rng(seed)
+    val_index = 0
+    for wnids in load_category_wnids().values():
+        for wnid in wnids[:wnids_per_category]:
+            for split, count in (("train", train_per_wnid), ("val_by_class", val_per_wnid)):
+                os.makedirs(os.path.join(root, split, wnid), exist_ok=True)
+                for k in range(count):
+                    val_index += split != "train"
+                    name = f"{wnid}_{k}.JPEG" if split == "train" else f"ILSVRC2012_val_{val_index:08d}.JPEG"
+                    noise_png(os.path.join(root, split, wnid, name), size, rng)
+    return os.path.join(root), os.path.join(root, "val_by_class")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_path", default="./study_smoke/data", help="output folder")
@@ -196,10 +241,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     styles = write_styles(os.path.join(out, "styles"))
     write_fake_adain_weights(os.path.join(out, "adain"))
     write_fake_coco(os.path.join(out, "coco"))
+    write_fake_ilsvrc16(os.path.join(out, "ilsvrc16"))
+    n_stimuli = write_cue_conflict_stimuli(os.path.join(out, "cue_conflict", "style-transfer-preprocessed-512"),
+                                           per_category=2, same_per_category=1)
     listing = (f"imagenet/: scripts/make_sample_dataset.py output; val_classes/: {n_val_classes} crops\n"
                f"styles/: {', '.join(styles)}\n"
                "adain/: RANDOM weights in the format of vgg_normalised.pth and decoder.pth (not a trained model)\n"
-               f"coco/: fake COCO 2017 tree, {sum(len(v) for v in FAKE_COCO.values())} images\n")
+               f"coco/: fake COCO 2017 tree, {sum(len(v) for v in FAKE_COCO.values())} images\n"
+               "ilsvrc16/: fake ILSVRC2012 train/ and val_by_class/, one class per Geirhos category\n"
+               f"cue_conflict/: {n_stimuli} noise images named as the cue-conflict stimuli\n")
     with open(os.path.join(out, "smoke_data.txt"), "w") as f:
         f.write(listing)
     print(f"smoke data in {out}:\n{listing}", end="")
