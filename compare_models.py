@@ -4,8 +4,8 @@ r"""One HTML report comparing several colorization models.
         --probes siggraph_caffemodel=./probes/pretrained siggraph_reg2=./probes/baseline \
         --out ./results/comparison
 
-It reads what test.py and test_sweep.py wrote under --results_dir (and train_linear_classifiers.py
-under each --probes DIR) and writes <out>/index.html (evaluation/report.py; docs/evaluation.md).
+It reads what test.py, test_sweep.py and test_shape_bias.py wrote under --results_dir (and
+train_linear_classifiers.py under each --probes DIR) and writes <out>/index.html (evaluation/report.py; docs/evaluation.md).
 A missing result is shown as such; the report fails (one line, exit 2) only when none is found.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         missing = [k for k in ("metrics", "sweep") if m[k] is None] + (["probes"] if m["name"] in probe_dirs and not m["probes"] else [])
         if missing:
             print(f"note: {m['name']}: no {', '.join(missing)} results found", file=sys.stderr)
-    if not any(m["metrics"] or m["sweep"] or m["probes"] for m in models):
+    if not any(m["metrics"] or m["sweep"] or m["probes"] or m["shape_bias"] for m in models):
         print(f"error: no results found for {', '.join(subdirs)} under {args.results_dir}", file=sys.stderr)
         return 2
     try:

@@ -3,6 +3,7 @@ one HTML page (index.html, sweep.png, probes.png) with a section per evaluation.
 
 A model is a dict {"name", "metrics" (test.py's metrics.json), "sweep" ({"num_points", "mean",
 "se"} from test_sweep.py's sweep.csv), "probes" (train_linear_classifiers.py's results.json),
+"shape_bias" ({"results": test_shape_bias.py's shape_bias.json, "human": the human value or None}),
 "pages" ({label: path of an HTML page})}; a missing result is None and shown as such.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import dominate
 from dominate.tags import a, h1, h2, h3, img, li, p, table, tbody, td, th, thead, tr, ul
 
+from evaluation.shape_bias import HUMAN_FILE, REFERENCES, plot_shape_bias, read_human
 from evaluation.sweep import Curve, plot_sweep, read_csv
 from models.probes import LAYERS
 from util.fileio import atomic_write_text
@@ -62,6 +64,7 @@ def gather(name: str, results_dir: str, which_epoch: str, probe_dir: Optional[st
         "metrics": read_json(os.path.join(val_dir, "metrics.json")),
         "sweep": read_sweep(os.path.join(sweep_dir, "sweep.csv")),
         "probes": read_json(os.path.join(probe_dir, "results.json")) if probe_dir else None,
+        "shape_bias": read_shape_bias(os.path.join(results_dir, subdir or name, "shape_bias")),
         "pages": {label: path for label, path in (("test page", os.path.join(val_dir, "index.html")),
                                                   ("sweep page", os.path.join(sweep_dir, "index.html")))
                   if os.path.isfile(path)},
@@ -103,6 +106,7 @@ def draw_plots(models: List[dict], out_dir: str) -> Dict[str, Optional[str]]:
     if probe_results:
         names["probes"] = "probes.png"
         plot_val_top1_by_layer(probe_results, os.path.join(out_dir, names["probes"]), LAYERS)
+    names["shape_bias"] = draw_shape_bias(models, out_dir)
     return names
 
 
@@ -190,6 +194,64 @@ def write_report(models: List[dict], out_dir: str, which_epoch: str) -> str:
         sweep_section(models, pngs["sweep"])
         metrics_section(models)
         probes_section(models, pngs["probes"])
+        shape_bias_section(models, pngs["shape_bias"])
     path = os.path.join(out_dir, "index.html")
     atomic_write_text(path, doc.render())
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape bias (test_shape_bias.py; evaluation/shape_bias.py)
+# ----------------------------------------------------------------------------------------------
+
+def read_shape_bias(folder: str) -> Optional[dict]:
+    """{"results": <folder>/shape_bias.json, "human": the shape bias in <folder>/human_shape_bias.json
+    (a fraction) or None}; None when there is no shape_bias.json (or it cannot be read)."""
+    results = read_json(os.path.join(folder, "shape_bias.json"))
+    if results is None:
+        return None
+    return {"results": results, "human": read_human(os.path.join(folder, HUMAN_FILE))}
+
+
+def shape_bias_human(models: List[dict]) -> Optional[float]:
+    """The human shape bias that the first model with one found beside its stimuli, or None."""
+    return next((m["shape_bias"]["human"] for m in models if m.get("shape_bias") and
+                 m["shape_bias"]["human"] is not None), None)
+
+
+def draw_shape_bias(models: List[dict], out_dir: str) -> Optional[str]:
+    """shape_bias.png (every model's shape bias per layer, the references) when some model has
+    results; returns its name relative to out_dir."""
+    results = {m["name"]: m["shape_bias"]["results"] for m in models if m.get("shape_bias")}
+    if not results:
+        return None
+    plot_shape_bias(results, os.path.join(out_dir, "shape_bias.png"), shape_bias_human(models))
+    return "shape_bias.png"
+
+
+def shape_bias_cell(layer_result: Optional[dict]) -> str:
+    """'shape bias / val top-1' in % (1 decimal) of one layer, 'n/a' for what is missing."""
+    if layer_result is None:
+        return "n/a"
+    bias = layer_result.get("shape_bias")
+    return ("n/a" if bias is None else f"{100 * bias:.1f}") + f" / {100 * layer_result['val_top1']:.1f}"
+
+
+def shape_bias_section(models: List[dict], png: Optional[str]) -> None:
+    """The shape-bias plot and a table of shape bias / val top-1 per layer per model."""
+    h2("Shape bias on cue-conflict stimuli (test_shape_bias.py)")
+    with_results = [(m["name"], m["shape_bias"]["results"]) for m in models if m.get("shape_bias")]
+    if not with_results:
+        p("No shape-bias results found.")
+        return
+    human = shape_bias_human(models)
+    references = [f"{name} {value:.1f}%" for name, value in REFERENCES] + \
+        ([f"humans {100 * human:.1f}% (from the published trials)"] if human is not None else [])
+    p("Shape bias = shape decisions / (shape + texture decisions) of each layer's 16-way linear probe over the "
+      "cue-conflict images (Geirhos et al., ICLR 2019); 50% is no preference. References: "
+      + ", ".join(references) + ".")
+    if png:
+        img(src=png, style="width:480px")
+    _table(["model", "stimuli (conflict)"] + [f"{layer} shape bias / val top-1 (%)" for layer in LAYERS],
+           [[name, f"{r.get('num_stimuli')} ({r.get('num_conflict')})"] +
+            [shape_bias_cell(r["layers"].get(layer)) for layer in LAYERS] for name, r in with_results])

@@ -27,6 +27,11 @@
 #            (<niter-1>_net_G.pth) is missing; the pretrained weights are downloaded if missing
 #   eval     test.py on IMAGENET_VAL (metrics.json) and test_sweep.py on IMAGENET_TEST (sweep.csv)
 #   probes   train_linear_classifiers.py on IMAGENET_TRAIN / IMAGENET_VAL_CLASSES (results.json)
+#   shape    test_shape_bias.py: 16-way probes on GEIRHOS16_ROOT, then the cue-conflict STIMULI
+#            (RESULTS_DIR/<model>/<name>/shape_bias/shape_bias.json; docs/shape_bias.md); skipped
+#            with one line when STIMULI or the 16-class data is missing. The data stage builds the
+#            16-class data with make_geirhos16_dataset.py when this stage is asked for and
+#            GEIRHOS16_SRC and GEIRHOS16_VAL_BY_CLASS are set (done when its layout.json exists)
 #   report   compare_models.py over the four models: RESULTS_DIR/comparison/index.html (rewritten when
 #            any earlier step ran)
 # Outputs: RESULTS_DIR/<model>/<name>/{val_latest,sweep_latest}/, PROBES_DIR/<model>/, the report.
@@ -60,7 +65,7 @@
 #                      CHECKPOINTS_DIR_COCO [./checkpoints_coco]
 #   RESULTS_DIR        [./results/study]; PROBES_DIR [./linear_checkpoints/study]
 #   MODELS             which models, in this order  [pretrained saturation stylized coco]
-#   STAGES             [data train eval probes report]
+#   STAGES             [data train eval probes shape report]
 #   GPU_IDS            --gpu_ids of every step (-1: CPU; empty: GPU 0 if there is one)
 #   NITER_1..NITER_4   epochs per phase [100 15 10 5]; COCO_NITER_1 [11]
 #   MAX_DATASET_SIZE   training images per epoch, a fresh random subset each epoch [130000, the fork's;
@@ -78,6 +83,12 @@
 #   COCO_PROBE_TRAIN, COCO_PROBE_VAL   the coco model's probe data  [IMAGENET_TRAIN, IMAGENET_VAL_CLASSES:
 #                      all four models are probed on the same task; the fork used COCO folders, i.e.
 #                      COCO_ROOT/train and COCO_ROOT/val_cls]
+#   GEIRHOS16_SRC      ILSVRC2012 root (train/<wnid>/) of the 16-class data [IMAGENET_SRC];
+#   GEIRHOS16_VAL_BY_CLASS  [IMAGENET_VAL_BY_CLASS]; GEIRHOS16_ROOT [./dataset/geirhos16];
+#                      GEIRHOS16_ARGS: more make_geirhos16_dataset.py flags (--per_category ...)
+#   STIMULI            [./dataset/cue-conflict/style-transfer-preprocessed-512]
+#                      (bash scripts/download_cue_conflict.sh)
+#   SHAPE_NITER [PROBE_NITER]; SHAPE_ARGS: more test_shape_bias.py flags
 #   PYTHON             [python]
 set -euo pipefail
 
@@ -116,6 +127,11 @@ if [ "$SMOKE" = 1 ]; then
   SWEEP_ARGS=${SWEEP_ARGS:---loadSize 32 --num_threads 0}
   PROBE_NITER=${PROBE_NITER:-2}; PROBE_MAX_DATASET_SIZE=${PROBE_MAX_DATASET_SIZE:-12}
   PROBE_ARGS=${PROBE_ARGS:---loadSize 40 --fineSize 32 --num_threads 0 --batch_size 12}
+  GEIRHOS16_SRC=${GEIRHOS16_SRC:-$SMOKE_DATA/ilsvrc16}
+  GEIRHOS16_VAL_BY_CLASS=${GEIRHOS16_VAL_BY_CLASS:-$SMOKE_DATA/ilsvrc16/val_by_class}
+  GEIRHOS16_ROOT=${GEIRHOS16_ROOT:-$SMOKE_ROOT/geirhos16}
+  STIMULI=${STIMULI:-$SMOKE_DATA/cue_conflict/style-transfer-preprocessed-512}
+  SHAPE_ARGS=${SHAPE_ARGS:---loadSize 40 --fineSize 32 --num_threads 0 --batch_size 16}
   # Tensors this small gain nothing from a second thread, and threads that wait for each other on
   # shared cores (CI) made the smoke run twice as slow (measured: 228 s instead of 108 s).
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -146,7 +162,7 @@ CHECKPOINTS_DIR_COCO=${CHECKPOINTS_DIR_COCO:-./checkpoints_coco}
 RESULTS_DIR=${RESULTS_DIR:-./results/study}
 PROBES_DIR=${PROBES_DIR:-./linear_checkpoints/study}
 MODELS=${MODELS:-pretrained saturation stylized coco}
-STAGES=${STAGES:-data train eval probes report}
+STAGES=${STAGES:-data train eval probes shape report}
 GPU_IDS=${GPU_IDS:-}
 NITER_1=${NITER_1:-100}; NITER_2=${NITER_2:-15}; NITER_3=${NITER_3:-10}; NITER_4=${NITER_4:-5}
 COCO_NITER_1=${COCO_NITER_1:-11}
@@ -158,6 +174,13 @@ HOW_MANY=${HOW_MANY:-200}; SWEEP_HOW_MANY=${SWEEP_HOW_MANY:-1000}
 TEST_ARGS=${TEST_ARGS:-}; SWEEP_ARGS=${SWEEP_ARGS:-}
 PROBE_NITER=${PROBE_NITER:-200}; PROBE_MAX_DATASET_SIZE=${PROBE_MAX_DATASET_SIZE-13000}
 PROBE_ARGS=${PROBE_ARGS:-}
+GEIRHOS16_SRC=${GEIRHOS16_SRC:-$IMAGENET_SRC}
+GEIRHOS16_VAL_BY_CLASS=${GEIRHOS16_VAL_BY_CLASS:-$IMAGENET_VAL_BY_CLASS}
+GEIRHOS16_ROOT=${GEIRHOS16_ROOT:-./dataset/geirhos16}
+GEIRHOS16_ARGS=${GEIRHOS16_ARGS:-}
+STIMULI=${STIMULI:-./dataset/cue-conflict/style-transfer-preprocessed-512}
+SHAPE_NITER=${SHAPE_NITER:-$PROBE_NITER}
+SHAPE_ARGS=${SHAPE_ARGS:-}
 COCO_PROBE_TRAIN=${COCO_PROBE_TRAIN:-$IMAGENET_TRAIN}
 COCO_PROBE_VAL=${COCO_PROBE_VAL:-$IMAGENET_VAL_CLASSES}
 # The downloaded SIGGRAPH17 weights were trained with a {0,1} hint mask; the smoke's fake
@@ -167,7 +190,7 @@ if [ "$SMOKE" = 1 ]; then pretrained_mask_cent=0.5; else pretrained_mask_cent=0;
 case "$PRETRAINED" in download|retrain) ;; *) die "PRETRAINED must be download or retrain (got '$PRETRAINED')" ;; esac
 [[ "$TRAIN_JOBS" =~ ^[1-9][0-9]*$ ]] || die "TRAIN_JOBS must be a positive integer (got '$TRAIN_JOBS')"
 for s in $STAGES; do
-  case "$s" in data|train|eval|probes|report) ;; *) die "unknown stage '$s' in STAGES (use data train eval probes report)" ;; esac
+  case "$s" in data|train|eval|probes|shape|report) ;; *) die "unknown stage '$s' in STAGES (use data train eval probes shape report)" ;; esac
 done
 for m in $MODELS; do
   case "$m" in pretrained|saturation|stylized|coco) ;; *) die "unknown model '$m' in MODELS (use pretrained saturation stylized coco)" ;; esac
@@ -178,6 +201,8 @@ read -r -a COCO_EXTRA <<< "$COCO_ARGS"
 read -r -a TEST_EXTRA <<< "$TEST_ARGS"
 read -r -a SWEEP_EXTRA <<< "$SWEEP_ARGS"
 read -r -a PROBE_EXTRA <<< "$PROBE_ARGS"
+read -r -a GEIRHOS16_EXTRA <<< "$GEIRHOS16_ARGS"
+read -r -a SHAPE_EXTRA <<< "$SHAPE_ARGS"
 PROBE_SIZE=(); [ -n "$PROBE_MAX_DATASET_SIZE" ] && PROBE_SIZE=(--max_dataset_size "$PROBE_MAX_DATASET_SIZE")
 
 has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -315,6 +340,10 @@ stage_data() {
     queue "COCO 2017" "$COCO_ROOT/manifest.csv" make_coco_dataset.py --coco_root "$COCO_SRC" \
       --out_path "$COCO_ROOT" ${COCO_EXTRA[@]+"${COCO_EXTRA[@]}"}
   fi
+  if has_stage shape && [ -n "$GEIRHOS16_SRC" ] && [ -n "$GEIRHOS16_VAL_BY_CLASS" ]; then
+    queue "16-class data" "$GEIRHOS16_ROOT/layout.json" make_geirhos16_dataset.py --in_path "$GEIRHOS16_SRC" \
+      --val_by_class "$GEIRHOS16_VAL_BY_CLASS" --out_path "$GEIRHOS16_ROOT" ${GEIRHOS16_EXTRA[@]+"${GEIRHOS16_EXTRA[@]}"}
+  fi
   flush
   if [ -n "$IMAGENET_VAL_BY_CLASS" ]; then
     step "ImageNet-100 val_classes" "$IMAGENET_VAL_CLASSES" link_classes "$IMAGENET_VAL_BY_CLASS" "$IMAGENET_TRAIN" "$IMAGENET_VAL_CLASSES"
@@ -417,6 +446,25 @@ stage_probes() {
       --dataroot "$PROBE_TRAIN" --dataroot_validation "$PROBE_VAL" --linear_checkpoints "$PROBES_DIR/$LABEL" \
       --niter "$PROBE_NITER" ${PROBE_SIZE[@]+"${PROBE_SIZE[@]}"} ${GPU[@]+"${GPU[@]}"} ${PROBE_EXTRA[@]+"${PROBE_EXTRA[@]}"}
   done
+  has_stage shape || flush  # otherwise the shape-bias runs join the same process
+}
+
+# The shape bias of every model (docs/shape_bias.md); skipped, with one line, without its inputs.
+stage_shape() {
+  local m
+  if [ ! -d "$STIMULI" ]; then
+    echo "skip shape bias: no cue-conflict stimuli at $STIMULI (bash scripts/download_cue_conflict.sh)"
+  elif [ ! -d "$GEIRHOS16_ROOT/train" ]; then
+    echo "skip shape bias: no 16-class data at $GEIRHOS16_ROOT (set GEIRHOS16_SRC and GEIRHOS16_VAL_BY_CLASS)"
+  else
+    for m in $MODELS; do
+      model_info "$m"
+      queue "shape $LABEL" "$RESULTS_DIR/$LABEL/$NAME/shape_bias/shape_bias.json" \
+        test_shape_bias.py --name "$NAME" --checkpoints_dir "$CKPT_DIR" --mask_cent "$MASK_CENT" \
+        --dataroot "$GEIRHOS16_ROOT/train" --dataroot_validation "$GEIRHOS16_ROOT/val" --stimuli "$STIMULI" \
+        --results_dir "$RESULTS_DIR/$LABEL" --niter "$SHAPE_NITER" ${GPU[@]+"${GPU[@]}"} ${SHAPE_EXTRA[@]+"${SHAPE_EXTRA[@]}"}
+    done
+  fi
   flush
 }
 
@@ -433,7 +481,7 @@ stage_report() {
 }
 
 start=$SECONDS
-for s in data train eval probes report; do
+for s in data train eval probes shape report; do
   has_stage "$s" && "stage_$s"
 done
 echo
