@@ -38,14 +38,23 @@ if [[ -e "$done_file" && "$force" -eq 0 ]]; then
     exit 0
 fi
 
-dest_existed=0; [[ -d "$dest" ]] && dest_existed=1
+# the folders this run creates (deepest last), removed again unless it completes
+made=()
+d="$dest"
+while [[ ! -e "$d" && "$d" != "." && "$d" != "/" ]]; do
+    made=("$d" "${made[@]+"${made[@]}"}")
+    d="$(dirname -- "$d")"
+done
 archive="$dest/.texture-vs-shape.tar.gz"
 staging=""
 finish() {
     cleanup
     [[ -n "$staging" ]] && rm -rf -- "$staging"
     rm -f -- "$archive"
-    [[ "$dest_existed" -eq 0 ]] && rmdir -- "$dest" 2>/dev/null
+    local i
+    for ((i = ${#made[@]} - 1; i >= 0; i--)); do
+        rmdir -- "${made[i]}" 2>/dev/null || break
+    done
     return 0
 }
 trap finish EXIT
@@ -72,5 +81,5 @@ mkdir -p -- "$dest/raw-data"
 mv -- "$top/stimuli/style-transfer-preprocessed-512" "$dest/" \
     && mv -- "$top/raw-data/style-transfer-512-nomask-experiment" "$dest/raw-data/" \
     && mv -- "$top/human_shape_bias.json" "$done_file" || fail "could not move the set into $dest"
-dest_existed=1
+made=()
 echo "saved $dest/style-transfer-preprocessed-512 and $done_file: $summary"

@@ -58,6 +58,12 @@ def test_every_stage_ran_for_the_four_models(smoke):
         # COCO's class folders, some of them empty, for the coco model; the photos' for the others
         assert probes["classes"][0] == ("000_background" if label == "coco" else "astronaut")
         assert f"ran      test {label}" in out and f"ran      probes {label}" in out
+        # the shape stage: 16-way probes on the 16-class layout, then the 32 generated stimuli
+        shape = json.loads((root / "results" / label / name / "shape_bias" / "shape_bias.json").read_text())
+        assert sorted(shape["layers"]) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+        assert (shape["num_stimuli"], shape["num_conflict"]) == (32, 16) and f"ran      shape {label}" in out
+    assert sorted(os.listdir(root / "geirhos16" / "train")) == sorted(os.listdir(root / "geirhos16" / "val"))
+    assert len(os.listdir(root / "geirhos16" / "train")) == 16 and "ran      16-class data" in out
 
 
 def test_stylized_and_coco_models_trained_on_their_data(smoke):
@@ -88,7 +94,10 @@ def test_report_compares_the_four_models(smoke):
     for label in MODELS:
         assert f"<td>{label}</td><td>corrected</td><td>6</td>" in flat  # one probe row per model
         assert f'href="../{label}/{MODELS[label][1]}/sweep_latest/index.html"' in html
-    assert_page_ok(root / "results" / "comparison" / "index.html", min_images=2)
+    assert "Shape bias on cue-conflict stimuli (test_shape_bias.py)" in html
+    assert flat.count("<td>32(16)</td>") == 4  # one shape-bias row per model: 32 stimuli, 16 in conflict
+    assert "humans" not in html  # no human value file in the smoke data: no human line
+    assert_page_ok(root / "results" / "comparison" / "index.html", min_images=3)  # sweep, probes, shape bias
 
 
 def test_every_phase_of_the_recipe_ran_with_its_settings(smoke):
@@ -133,7 +142,7 @@ def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):
     assert time.time() - start < 10
     summary = proc.stdout.split("study finished in", 1)[1].splitlines()[1:]
     steps = [line for line in summary if line.startswith("  ") and not line.startswith("   ")]
-    assert len(steps) == 21 and all(line.startswith("  skipped ") for line in steps), proc.stdout[-2000:]
+    assert len(steps) == 26 and all(line.startswith("  skipped ") for line in steps), proc.stdout[-2000:]
     assert report.stat().st_mtime_ns == before
     # a lost result is recomputed, and the report is written again
     os.unlink(root / "results" / "coco" / "siggraph_reg2" / "val_latest" / "metrics.json")
@@ -141,6 +150,15 @@ def test_rerun_skips_everything_then_redoes_only_what_is_missing(smoke):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ran      test coco" in proc.stdout and "skipped  sweep coco" in proc.stdout
     assert "ran      report" in proc.stdout and report.stat().st_mtime_ns != before
+
+
+def test_shape_stage_without_stimuli_is_skipped_with_one_line(smoke, tmp_path):
+    root = smoke[0]
+    proc = run_study(root, STAGES="shape report", STIMULI=str(tmp_path / "no stimuli"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    skips = [line for line in proc.stdout.splitlines() if "shape" in line]
+    assert skips == [f"skip shape bias: no cue-conflict stimuli at {tmp_path / 'no stimuli'} "
+                     "(bash scripts/download_cue_conflict.sh)"], proc.stdout
 
 
 def test_retrained_baseline_takes_the_first_slot(smoke):
