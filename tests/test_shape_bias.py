@@ -5,6 +5,7 @@ server, and test_shape_bias.py end to end (then its report page in headless Chro
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -328,10 +329,15 @@ def test_report_shape_bias_section_in_chromium(measured, capsys):
     assert "Shape bias on cue-conflict stimuli (test_shape_bias.py)" in html
     assert "AlexNet (torchvision) 25.3%, VGG-16 (torchvision) 9.2%, humans 95.5% (from the published trials)" in html
     summary = json.loads((measured / "a" / "rand" / "shape_bias" / "shape_bias.json").read_text())
-    conv1 = summary["layers"]["conv1"]
-    cell = (f"{100 * conv1['shape_bias']:.1f}" if conv1["shape_bias"] is not None else "n/a") + \
-        f" / {100 * conv1['val_top1']:.1f}"
-    assert html.count(f"<td>{cell}</td>") == 2 and html.count("<td>32 (16)</td>") == 2
+
+    def cell(r):
+        bias = "n/a" if r["shape_bias"] is None else f"{100 * r['shape_bias']:.1f}"
+        return f"<td>{bias} / {100 * r['val_top1']:.1f}</td>"
+
+    cells = "".join(cell(r) for r in summary["layers"].values())
+    flat = re.sub(r">\s+<", "><", html)
+    for label in ("rand", "twice"):  # one row per model: its stimuli, then shape bias / val top-1 per layer
+        assert f"<tr><td>{label}</td><td>32 (16)</td>{cells}</tr>" in flat
     assert os.path.isfile(out / "shape_bias.png")
     assert_page_ok(out / "index.html", min_images=1)
 
