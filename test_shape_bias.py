@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from evaluation.probes import ProbeError
+from evaluation.probes import ProbeError, check_sizes
 from evaluation.shape_bias import measure, prepare
 from models import probes
 from options import flags
@@ -59,15 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     opt = parser.parse_args(argv)
-    for flag in ("niter", "batch_size", "loadSize", "fineSize"):
-        if getattr(opt, flag) < 1:
-            parser.error(f"--{flag} must be at least 1")
-    if opt.num_threads < 0:
-        parser.error("--num_threads must be >= 0")
-    if opt.fineSize < 8:
-        parser.error("--fineSize must be at least 8 (conv4 and conv5 are at 1/8 resolution)")
-    if opt.fineSize > opt.loadSize:
-        parser.error(f"--fineSize {opt.fineSize} is larger than --loadSize {opt.loadSize}")
+    check_sizes(opt, parser.error)
     opt.shape_bias_dir = os.path.join(opt.results_dir, opt.name, "shape_bias")
     opt.linear_checkpoints = os.path.join(opt.shape_bias_dir, "probes")
     opt.cache_dir = os.path.join(opt.linear_checkpoints, "feature_cache")

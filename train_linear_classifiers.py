@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from data.datasets import SkipLog
 from evaluation.feature_cache import CACHE_DTYPES
 from evaluation.probe_results import print_results
-from evaluation.probes import ProbeError, set_up, train_and_record
+from evaluation.probes import ProbeError, check_sizes, set_up, train_and_record
 from models import probes
 from options import flags
 from util.checkpoint import CheckpointError
@@ -97,16 +97,9 @@ def parse(argv: Optional[Sequence[str]] = None):
     parser = build_parser()
     opt = parser.parse_args(argv)
     opt.layers = [layer for layer in probes.LAYERS if layer in opt.layers]
-    for flag in ("niter", "batch_size", "head_batch_size", "train_augment", "loadSize", "fineSize"):
-        if getattr(opt, flag) < 1:
-            parser.error(f"--{flag} must be at least 1")
+    check_sizes(opt, parser.error, ("niter", "batch_size", "head_batch_size", "train_augment", "loadSize",
+                                    "fineSize"))
     check_subsets(opt, parser)
-    if opt.num_threads < 0:
-        parser.error("--num_threads must be >= 0")
-    if opt.fineSize < 8:
-        parser.error("--fineSize must be at least 8 (conv4 and conv5 are at 1/8 resolution)")
-    if opt.fineSize > opt.loadSize:
-        parser.error(f"--fineSize {opt.fineSize} is larger than --loadSize {opt.loadSize}")
     if opt.protocol == "fork":
         if opt.fineSize < probes.min_fork_size():
             parser.error(f"--protocol fork needs --fineSize >= {probes.min_fork_size()} "

@@ -65,6 +65,20 @@ def check_classes(train_set: ImageFolderDataset, val_set: ImageFolderDataset) ->
                      f"classes): only in {train_set.root}: {shown(only_train)}; only in {val_set.root}: {shown(only_val)}")
 
 
+def check_sizes(opt, error, positive=("niter", "batch_size", "loadSize", "fineSize")) -> None:
+    """The option checks every probe script makes; ``error(message)`` reports one (argparse's
+    parser.error). positive: the integer flags that must be at least 1."""
+    for flag in positive:
+        if getattr(opt, flag) < 1:
+            error(f"--{flag} must be at least 1")
+    if opt.num_threads < 0:
+        error("--num_threads must be >= 0")
+    if opt.fineSize < 8:
+        error("--fineSize must be at least 8 (conv4 and conv5 are at 1/8 resolution)")
+    if opt.fineSize > opt.loadSize:
+        error(f"--fineSize {opt.fineSize} is larger than --loadSize {opt.loadSize}")
+
+
 def probe_datasets(opt) -> Tuple[ImageFolderDataset, ImageFolderDataset]:
     """The training and validation image folders with the protocol's transforms, checked to have
     the same (at least 2) classes. Validation views are centre crops, random under the fork's."""

@@ -34,7 +34,7 @@ from evaluation.probes import ProbeError, ProbeSetup, set_up, train_and_record
 from models.probes import LAYERS, LinearProbe, feature_dim
 from util.checkpoint import load_tensor_file
 from util.fileio import atomic_copy, atomic_savefig, atomic_write_text
-from util.plots import _probe_axes
+from util.plots import probe_axes
 
 #: A stimulus file name: <shape><n>-<texture><m>.png, e.g. airplane1-bicycle2.png.
 STIMULUS_NAME = re.compile(r"^([a-z]+)(\d+)-([a-z]+)(\d+)\.png$")
@@ -172,7 +172,7 @@ def plot_shape_bias(results: Mapping[str, Mapping], path: str, human: Optional[f
                     title: str = "Shape bias of linear probes on cue-conflict stimuli") -> str:
     """Shape bias (%) against layer, one line per model (results: label -> a shape_bias.json),
     the REFERENCES and, when known, the human value (a fraction) as labelled horizontal lines."""
-    fig, ax = _probe_axes()
+    fig, ax = probe_axes()
     for label, r in results.items():
         values = [r["layers"].get(layer, {}).get("shape_bias") for layer in LAYERS]
         # a layer without a shape or texture decision (or not probed) is a gap in the line

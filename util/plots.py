@@ -15,7 +15,7 @@ PROBE_FIGSIZE = (5.5, 3.8)
 PROBE_DPI = 120
 
 
-def _probe_axes():
+def probe_axes():
     """A new figure of the probes' size on an Agg canvas, and its one axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -32,7 +32,7 @@ def plot_val_top1_by_layer(results: Mapping[str, Mapping], path: str, layers: Se
     results: label -> a results.json; layers: every probe layer in network order (the x axis, so
     that a model probed on fewer layers is drawn at the right places). Returns ``path``.
     """
-    fig, ax = _probe_axes()
+    fig, ax = probe_axes()
     for label, r in results.items():
         probed = [layer for layer in layers if layer in r["layers"]]
         ax.plot([layers.index(layer) for layer in probed], [100 * r["layers"][layer]["val_top1"] for layer in probed],
@@ -53,7 +53,7 @@ def plot_probe_accuracy(results: Mapping, path: str, title: str) -> str:
     chance level 100 / num_classes. Returns ``path``."""
     layers = list(results["layers"])
     x = range(len(layers))
-    fig, ax = _probe_axes()
+    fig, ax = probe_axes()
     for metric, style, label in (("val_top1", "o-", "val top-1"), ("val_top5", "s-", "val top-5"),
                                  ("train_top1", "o--", "train top-1")):
         ax.plot(x, [100 * results["layers"][layer][metric] for layer in layers], style, label=label)
