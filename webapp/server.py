@@ -43,7 +43,6 @@ from starlette.exceptions import HTTPException
 from data.datasets import UnreadableImageError, find_images, load_rgb
 from inference.colorize import BudgetError, Colorizer, HintError, hints_from_json, pil_to_tensor, tensor_to_pil
 from util.color import lab_norm2rgb, rgb2lab_norm
-from util.runtime import first_line
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 #: Largest JSON request body (bytes): a few thousand hints.
@@ -61,12 +60,18 @@ class Limits:
     preview_size: int = 128
 
 
+def one_line(text: str) -> str:
+    """The first line of ``text`` (an error message of the API is one line)."""
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else "error"
+
+
 class ApiError(Exception):
     """A request the API refuses: HTTP ``status`` with a one-line ``{"error": message}``."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
-        self.status, self.message = status, first_line(Exception(message))
+        self.status, self.message = status, one_line(message)
 
 
 @dataclass
@@ -255,6 +260,7 @@ class Editor:
 def create_app(editor: Editor) -> FastAPI:
     """The FastAPI app of ``editor``: the API routes, then the static page at /."""
     app = FastAPI(title="Interactive colorization", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.editor = editor
 
     @app.exception_handler(ApiError)
     async def api_error(_request, e: ApiError):
@@ -262,7 +268,7 @@ def create_app(editor: Editor) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(_request, e: HTTPException):
-        return JSONResponse({"error": first_line(Exception(str(e.detail)))}, status_code=e.status_code)
+        return JSONResponse({"error": one_line(str(e.detail))}, status_code=e.status_code)
 
     @app.get("/api/health")
     async def health():
