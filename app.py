@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from inference.model_flags import UsageError, add_model_flags, load_colorizer
 from options import flags
 from util.checkpoint import CheckpointError
-from webapp.server import Editor, Limits, create_app, make_server
+from webapp.server import Editor, Limits, bind, create_app, make_server
 
 _DEFAULTS = Limits()
 
@@ -55,15 +55,21 @@ def limits_of(opt: argparse.Namespace) -> Limits:
 
 
 def prepare(opt: argparse.Namespace):
-    """(uvicorn server, bound socket, URL) for parsed options; UsageError, CheckpointError."""
+    """(uvicorn server, bound socket, URL) for parsed options; UsageError, CheckpointError. The
+    address is bound before the model loads, so that a taken port fails at once."""
     limits = limits_of(opt)
     if opt.images is not None and not os.path.isdir(opt.images):
         raise UsageError(f"--images {opt.images}: not a folder")
-    editor = Editor(load_colorizer(opt), opt.images, limits)
     try:
-        return make_server(create_app(editor), opt.host, opt.port)
+        sock, url = bind(opt.host, opt.port)
     except OSError as e:
         raise UsageError(f"cannot listen on {opt.host}:{opt.port} ({e.strerror or e})") from None
+    try:
+        editor = Editor(load_colorizer(opt), opt.images, limits)
+    except BaseException:
+        sock.close()
+        raise
+    return make_server(create_app(editor)), sock, url
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

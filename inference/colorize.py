@@ -192,9 +192,12 @@ def check_budget(height: int, width: int, load_size: int, max_side: Optional[int
     need = estimate_bytes((height, width), (net_h, net_w))
     if need <= max_memory_gb * 1e9:
         return
-    advice = ("use --load_size 256 (0 runs at the native size)" if load_size == 0 and net_h * net_w > 65536
-              else "a smaller --load_size or --max_side" if net_h * net_w * NET_BYTES_PER_PIXEL > need / 2
-              else "the image itself is too large: shrink it")
+    if net_h * net_w * NET_BYTES_PER_PIXEL <= need / 2:
+        advice = "the image itself is too large: shrink it"
+    elif load_size == 0:
+        advice = "use a --load_size such as 256 instead of 0 (the native size)"
+    else:
+        advice = "use a smaller --load_size or --max_side"
     raise BudgetError(f"a {width}x{height} image at network {net_w}x{net_h} needs about {need / 1e9:.2g} GB, "
                       f"over the budget of {max_memory_gb:g} GB (--max_memory_gb); {advice}")
 

@@ -27,7 +27,7 @@ from models.networks import define_G
 from tests.bad_images import write_blank_png
 from tests.browser import open_page
 from util.checkpoint import save_network
-from webapp.server import png_bytes
+from webapp.server import ApiError, png_bytes
 
 SERVER_FLAGS = ["--gpu_ids", "-1", "--load_size", "32", "--preview_size", "16", "--port", "0",
                 "--max_upload_mb", "0.25", "--max_hints", "20", "--max_memory_gb", "0.1"]
@@ -262,11 +262,30 @@ def test_app_script_flags(weights, tmp_path, capsys):
     limits = app.limits_of(opt)
     assert (limits.max_upload_bytes, limits.cache_bytes, limits.max_hints, limits.preview_size) == (
         2 << 20, 3 << 20, 7, 0)
-    server, sock, url = app.prepare(app.build_parser().parse_args(base + ["--port", "0"]))
+    # --load_size 0 (native size) under a small budget: a strip fits, a large photo is a 413 at upload
+    server, sock, url = app.prepare(app.build_parser().parse_args(
+        base + ["--port", "0", "--load_size", "0", "--max_memory_gb", "0.05", "--preview_size", "0"]))
     try:
         assert sock.getsockname()[0] == "127.0.0.1" and url == f"http://127.0.0.1:{sock.getsockname()[1]}/"
+        editor = server.config.app.state.editor
+        assert editor.add(Image.fromarray(smooth_rgb(3, 2000)))["width"] == 2000  # 8 x 2000 network: 39 MB
+        with pytest.raises(ApiError) as info:
+            editor.add(Image.fromarray(smooth_rgb(200, 300)))
+        assert info.value.status == 413 and "over the budget of 0.05 GB (--max_memory_gb)" in info.value.message
     finally:
         sock.close()
+
+
+def test_bench_app_prints_its_figures(capsys):
+    from benchmarks import bench_app
+
+    assert bench_app.main(["--device", "cpu", "--sizes", "16", "--configs", "fp32", "--edits", "2", "--warmup", "0",
+                           "--preview_size", "8", "--image_size", "24", "16", "--forward_repeats", "1"]) == 0
+    full, preview = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (full["mode"], full["network"], preview["mode"], preview["network"]) == ("full", "24x16", "preview", "16x8")
+    for key in ("median_ms", "p95_ms", "server_ms", "http_ms", "forward_ms"):
+        assert full[key] > 0 and preview[key] > 0, key
+    assert full["p95_ms"] >= full["median_ms"] >= full["server_ms"]
 
 
 # --- the page in headless Chromium ----------------------------------------------------------------

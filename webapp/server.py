@@ -330,9 +330,9 @@ async def form_file(request: Request, limit: int) -> bytes:
     return await upload.read()
 
 
-def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Tuple[uvicorn.Server, socket.socket, str]:
-    """A uvicorn server for ``app`` and its socket, bound now (port 0: a free port), and its URL.
-    Run it with ``server.run(sockets=[sock])``; ``server.should_exit = True`` stops it."""
+def bind(host: str = "127.0.0.1", port: int = 0) -> Tuple[socket.socket, str]:
+    """A socket listening address bound now (port 0: a free port) and the URL it serves; OSError
+    if the address is unusable or taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -341,6 +341,11 @@ def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Tuple[u
     except OSError:
         sock.close()
         raise
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1))
     bound = sock.getsockname()[1]
-    return server, sock, f"http://{'[' + host + ']' if family == socket.AF_INET6 else host}:{bound}/"
+    return sock, f"http://{'[' + host + ']' if family == socket.AF_INET6 else host}:{bound}/"
+
+
+def make_server(app: FastAPI) -> uvicorn.Server:
+    """A uvicorn server for ``app``: run it with ``server.run(sockets=[sock])`` (a socket of
+    :func:`bind`); ``server.should_exit = True`` stops it."""
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1))
