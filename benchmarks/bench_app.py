@@ -127,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--edits", type=int, default=50, help="timed edits per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="untimed edits first")
     parser.add_argument("--forward_repeats", type=int, default=5, help="timed generator calls for forward_ms")
-    parser.add_argument("--image_size", type=int, nargs=2, default=[384, 256], metavar=("W", "H"),
+    parser.add_argument("--image_size", type=int, nargs=2, default=[256, 256], metavar=("W", "H"),
                         help="the edited image (px)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args(argv)

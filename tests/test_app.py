@@ -23,21 +23,14 @@ from PIL import Image
 import app
 import colorize
 from inference.colorize import Hint
-from models.networks import define_G
 from tests.bad_images import write_blank_png
 from tests.browser import open_page
-from util.checkpoint import save_network
+from tests.helpers import save_vivid_generator, smooth_rgb
 from webapp.server import ApiError, png_bytes
 
 SERVER_FLAGS = ["--gpu_ids", "-1", "--load_size", "32", "--preview_size", "16", "--port", "0",
                 "--max_upload_mb", "0.25", "--max_hints", "20", "--max_memory_gb", "0.1"]
 
-
-def smooth_rgb(height, width, seed=0):
-    """A smooth random colour image, H x W x 3 uint8."""
-    rng = np.random.default_rng(seed)
-    small = rng.uniform(0, 255, size=(max(2, height // 8), max(2, width // 8), 3)).astype(np.uint8)
-    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
 
 
 def png_of(array):
@@ -48,13 +41,7 @@ def png_of(array):
 
 @pytest.fixture(scope="module")
 def weights(module_tmp):
-    torch.manual_seed(0)
-    net = define_G()
-    with torch.no_grad():
-        net.model_out[0].weight.mul_(500.0)
-    path = module_tmp / "net_G.pth"
-    save_network(net, str(path))
-    return path
+    return save_vivid_generator(module_tmp / "net_G.pth")
 
 
 @pytest.fixture(scope="module")

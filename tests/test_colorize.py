@@ -18,7 +18,9 @@ from data.datasets import load_rgb
 from models.networks import SIGGRAPHGenerator, define_G
 from util.checkpoint import load_network, save_network
 from util.color import lab_norm2rgb, rgb2lab, rgb2lab_norm
-from inference.colorize import BudgetError, Hint, HintError, check_budget, hints_from_json, network_size, parse_hint
+from inference.colorize import (BudgetError, Hint, HintError, check_budget, hints_from_json, network_size,
+                                parse_hint)
+from tests.helpers import save_vivid_generator, smooth_rgb
 from util.image import to_uint8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,24 +28,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    net = define_G()
-    with torch.no_grad():
-        net.model_out[0].weight.mul_(500.0)
-    path = tmp_path_factory.mktemp("ckpt") / "net_G.pth"
-    save_network(net, str(path))
-    return path
+    return save_vivid_generator(tmp_path_factory.mktemp("ckpt") / "net_G.pth")
 
 
 def run(weights, *args):
     return colorize.main(["--checkpoint", str(weights), "--gpu_ids", "-1", *map(str, args)])
 
-
-def smooth_rgb(height, width, seed=0):
-    """A smooth random colour image, H x W x 3 uint8."""
-    rng = np.random.default_rng(seed)
-    small = rng.uniform(0, 255, size=(max(2, height // 8), max(2, width // 8), 3)).astype(np.uint8)
-    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
 
 
 @pytest.fixture
