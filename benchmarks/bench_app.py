@@ -6,10 +6,10 @@ Each configuration runs the real server (webapp.server, uvicorn in a thread, por
 random-init generator (speed does not depend on the weights) and one --image_size photo-like
 image. An edit moves one of three hint points and POSTs /api/colorize, timed from the request to
 the last byte of the PNG: everything but the browser's decode and paint (a few ms for these
-images). Beside the total it prints where the time goes: the generator alone (``forward_ms``,
-run_network timed separately on the same inputs), the server's whole model call with the Lab
-conversions and the PNG encoding (``server_ms``, the X-Compute-Ms header) and the rest (HTTP,
-JSON, threads: ``http_ms`` = total - server). One JSON line per configuration; figures only.
+images). Beside the total it prints where the time goes, from the same requests: the generator
+alone (``forward_ms``, the X-Forward-Ms header), the server's whole model call with the Lab
+conversions and the PNG encoding (``server_ms``, X-Compute-Ms) and the rest (HTTP, JSON,
+threads: ``http_ms`` = total - server). One JSON line per configuration; figures only.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from benchmarks.common import benchmark_parser, device_info, emit, significant
-from inference.colorize import Colorizer, Hint, network_inputs, pil_to_tensor, run_network
+from inference.colorize import Colorizer
 from models.networks import define_G
 from webapp.server import Editor, Limits, bind, create_app, make_server, png_bytes
 
@@ -60,23 +60,10 @@ def edit_hints(rng: random.Random, width: int, height: int, step: int) -> List[d
     return [{"x": x, "y": y, "color": c, "size": 3} for (x, y), c in zip(points, colors)]
 
 
-def forward_ms(colorizer: Colorizer, image: Image.Image, load_size: int, repeats: int) -> float:
-    """Median ms of the generator alone at this network size (inputs prepared once)."""
-    inputs = network_inputs(pil_to_tensor(image, colorizer.device), [Hint(1, 1, (200, 40, 40), 3)], load_size,
-                            colorizer.mask_cent, colorizer.max_side)
-    times = []
-    with torch.inference_mode():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run_network(colorizer, inputs, colorizer.amp, colorizer.channels_last)
-            times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
-
-
 def measure(url: str, image_id: str, image: Image.Image, edits: int, warmup: int, preview: bool) -> dict:
     """Latency figures (ms) of ``edits`` edits after ``warmup`` untimed ones."""
     rng = random.Random(0)
-    totals, servers, network = [], [], ""
+    totals, servers, forwards, network = [], [], [], ""
     for step in range(warmup + edits):
         body = json.dumps({"id": image_id, "hints": edit_hints(rng, image.width, image.height, step),
                            "preview": preview}).encode()
@@ -86,9 +73,11 @@ def measure(url: str, image_id: str, image: Image.Image, edits: int, warmup: int
         if step >= warmup:
             totals.append(total)
             servers.append(float(headers["X-Compute-Ms"]))
+            forwards.append(float(headers["X-Forward-Ms"]))
             network = headers["X-Network"]
     return {"network": network, "median_ms": significant(statistics.median(totals)),
-            "p95_ms": significant(percentile(totals, 95)), "server_ms": significant(statistics.median(servers)),
+            "p95_ms": significant(percentile(totals, 95)), "forward_ms": significant(statistics.median(forwards)),
+            "server_ms": significant(statistics.median(servers)),
             "http_ms": significant(statistics.median(t - s for t, s in zip(totals, servers)))}
 
 
@@ -98,6 +87,9 @@ def run_config(device: torch.device, size: int, config: str, preview_size: int, 
     net = define_G().to(device).eval()
     colorizer = Colorizer.create(net, device, load_size=size, **CONFIGS[config])
     editor = Editor(colorizer, None, Limits(preview_size=preview_size))
+    if args.threads:  # torch's thread count is per thread: set it in the server's worker threads too
+        run_model = editor.run_model
+        editor.run_model = lambda *a, **k: (torch.set_num_threads(args.threads), run_model(*a, **k))[1]
     sock, url = bind("127.0.0.1", 0)
     server = make_server(create_app(editor))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -109,8 +101,7 @@ def run_config(device: torch.device, size: int, config: str, preview_size: int, 
         _, body = post(url, "/api/images", png_bytes(image), "image/png")
         image_id = json.loads(body)["id"]
         record = {"size": size, "config": config, "mode": "preview" if preview_size else "full",
-                  **measure(url, image_id, image, args.edits, args.warmup, bool(preview_size)),
-                  "forward_ms": significant(forward_ms(colorizer, image, preview_size or size, args.forward_repeats))}
+                  **measure(url, image_id, image, args.edits, args.warmup, bool(preview_size))}
     finally:
         server.should_exit = True
         thread.join(30)
@@ -126,7 +117,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="also time the preview renders at this network size (0: not)")
     parser.add_argument("--edits", type=int, default=50, help="timed edits per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="untimed edits first")
-    parser.add_argument("--forward_repeats", type=int, default=5, help="timed generator calls for forward_ms")
     parser.add_argument("--image_size", type=int, nargs=2, default=[256, 256], metavar=("W", "H"),
                         help="the edited image (px)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -404,6 +405,7 @@ class Colorizer:
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self._guard = FirstCallFallback(pending=self.compiled is not None)
+        self.last_forward_ms = 0.0
 
     def eval(self) -> "Colorizer":
         """(So that this object can stand in for the network in :func:`run_network`.)"""
@@ -411,10 +413,16 @@ class Colorizer:
         return self
 
     def __call__(self, *inputs: Tensor):
-        """The compiled network on ``inputs`` (the eager one if compiling failed or is off)."""
+        """The compiled network on ``inputs`` (the eager one if compiling failed or is off).
+        Sets ``last_forward_ms``, the wall time of this call (synchronised on CUDA)."""
         def call():
             return (self.compiled if self.compiled is not None else self.net)(*inputs)
-        return self._guard(call, self._use_eager)
+        start = time.perf_counter()
+        outputs = self._guard(call, self._use_eager)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.last_forward_ms = 1000 * (time.perf_counter() - start)
+        return outputs
 
     @classmethod
     def create(cls, net: nn.Module, device: torch.device, compile: bool = False, **settings) -> "Colorizer":

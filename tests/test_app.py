@@ -267,12 +267,12 @@ def test_bench_app_prints_its_figures(capsys):
     from benchmarks import bench_app
 
     assert bench_app.main(["--device", "cpu", "--sizes", "16", "--configs", "fp32", "--edits", "2", "--warmup", "0",
-                           "--preview_size", "8", "--image_size", "24", "16", "--forward_repeats", "1"]) == 0
+                           "--preview_size", "8", "--image_size", "24", "16", "--threads", "1"]) == 0
     full, preview = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (full["mode"], full["network"], preview["mode"], preview["network"]) == ("full", "24x16", "preview", "16x8")
     for key in ("median_ms", "p95_ms", "server_ms", "http_ms", "forward_ms"):
         assert full[key] > 0 and preview[key] > 0, key
-    assert full["p95_ms"] >= full["median_ms"] >= full["server_ms"]
+    assert full["p95_ms"] >= full["median_ms"] >= full["server_ms"] >= full["forward_ms"]
 
 
 # --- the page in headless Chromium ----------------------------------------------------------------
@@ -294,7 +294,28 @@ def hints_of(page):
     return page.evaluate("state.hints.map(h => [h.x, h.y, h.color, h.size])")
 
 
-def test_page_flow(server, weights, folder, tmp_path):
+@pytest.fixture
+def colorize_calls(server, monkeypatch):
+    """Records of the server's /api/colorize calls: "preview" flags, and the most in flight at once."""
+    _, editor = server
+    record, lock = {"preview": [], "active": 0, "most": 0}, threading.Lock()
+    original = editor.colorize
+
+    def counting(obj):
+        with lock:
+            record["active"] += 1
+            record["most"] = max(record["most"], record["active"])
+            record["preview"].append(obj.get("preview", False))
+        try:
+            return original(obj)
+        finally:
+            with lock:
+                record["active"] -= 1
+    monkeypatch.setattr(editor, "colorize", counting)
+    return record
+
+
+def test_page_flow(server, weights, folder, tmp_path, colorize_calls):
     url, _ = server
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
@@ -388,5 +409,8 @@ def test_page_flow(server, weights, folder, tmp_path):
         page.wait_for_function("state.image && state.image.width === 64")
         settle(page)
         assert result_bytes(page) == automatic
+        # edits were previewed, then rendered in full; the page never had two renders in flight
+        assert True in colorize_calls["preview"] and False in colorize_calls["preview"]
+        assert colorize_calls["most"] == 1
         # the browser logs the refused upload's 400; nothing else
         assert [e for e in errors if "status of 400" not in e] == [], errors

@@ -171,7 +171,7 @@ class Editor:
         self.colorizer, self.limits = colorizer, limits
         self.images_dir = os.path.realpath(images_dir) if images_dir else None
         self.cache = ImageCache(limits.cache_bytes)
-        self.model_lock = threading.Lock()
+        self.model_lock = threading.RLock()  # colorize() holds it around run_model to read the forward time
 
     def folder_images(self) -> List[str]:
         """Relative paths of the images under --images (none without it), links leading out left out."""
@@ -240,13 +240,17 @@ class Editor:
             raise ApiError(413, str(e)) from None
 
     def colorize(self, obj: dict) -> Tuple[bytes, dict]:
-        """The PNG of /api/colorize and headers: X-Network (WxH) and X-Compute-Ms (model + encoding)."""
+        """The PNG of /api/colorize and headers: X-Network (WxH), X-Compute-Ms (the whole model
+        call with its colour conversions, and the PNG encoding) and X-Forward-Ms (the generator alone)."""
         entry, hints, load_size = self.cache.get(obj.get("id")), self.hints(obj), self.load_size(obj)
         start = time.perf_counter()
-        result = self.run_model(self.colorizer.colorize_image, entry.image, hints, load_size)
+        with self.model_lock:
+            result = self.run_model(self.colorizer.colorize_image, entry.image, hints, load_size)
+            forward_ms = self.colorizer.last_forward_ms
         data = png_bytes(result)
         net_h, net_w = self.colorizer.network_size(entry.image.height, entry.image.width, load_size)
-        return data, {"X-Network": f"{net_w}x{net_h}", "X-Compute-Ms": f"{1000 * (time.perf_counter() - start):.1f}"}
+        return data, {"X-Network": f"{net_w}x{net_h}", "X-Forward-Ms": f"{forward_ms:.1f}",
+                      "X-Compute-Ms": f"{1000 * (time.perf_counter() - start):.1f}"}
 
     def suggest(self, obj: dict) -> dict:
         entry, hints = self.cache.get(obj.get("id")), self.hints(obj)
