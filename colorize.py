@@ -15,25 +15,18 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from PIL import Image
 
 from data.datasets import SkipLog, SkippedImage, UnreadableImageError, find_images, load_rgb
-from models import load_generator
-from models.networks import SIGGRAPHGenerator
+from inference.colorize import BudgetError, Colorizer, Hint, HintError, load_hints_json, parse_hint
+from inference.model_flags import UsageError, add_model_flags, check_sizes, checkpoint_path, load_colorizer
 from options import flags
 from util.checkpoint import CheckpointError
-from inference.colorize import Hint, HintError, colorize, load_hints_json, network_size, parse_hint
-from util.image import save_pil_atomic, to_uint8
-from util.runtime import resolve_device
+from util.image import save_pil_atomic
 
 #: JPEG quality when OUTPUT ends in .jpg/.jpeg.
 JPEG_QUALITY = 95
-
-
-class UsageError(Exception):
-    """A wrong argument, path or file given by the user (exit status 2, message is one line)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,38 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True,
                         help="output image file (its extension picks the format) for a file INPUT; "
                              "output folder (mirrors INPUT's tree, .png files) for a folder INPUT")
-    model = parser.add_argument_group("model", "exactly one of --checkpoint and --name; --checkpoints_dir and\n"
-                                               "--which_epoch only with --name")
-    weights = model.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", metavar="FILE", help="generator weight file (a plain state_dict)")
-    flags.add_checkpoint_flags(model, name_container=weights)
-    # --name has no default (it or --checkpoint is required); None for the other two means "not
-    # given", so that checkpoint_path can refuse them with --checkpoint (their help names the
-    # defaults it uses otherwise).
-    parser.set_defaults(name=None, checkpoints_dir=None, which_epoch=None)
-    flags.add_flags(model, "mask_cent", "norm")
     parser.add_argument("--hint", action="append", default=[], metavar="X,Y,#rrggbb[,SIZE]",
                         help="colour hint (repeatable): X = column, Y = row in input pixels (0-based), "
                              "SIZE = patch side in network pixels (default 1)")
     parser.add_argument("--hints_json", metavar="FILE",
                         help='JSON file of hints: [{"x": X, "y": Y, "color": "#rrggbb", "size": SIZE}, ...] '
                              'or {"hints": [...]}; applied before the --hint ones')
-    flags.add_size_flags(parser.add_argument_group(
-        "image sizes", "the network input's shorter side is --load_size, the aspect ratio is kept and both\n"
-                       "sides are rounded to multiples of 8; --load_size 0: the native size (padded to a\n"
-                       "multiple of 8, then cropped back)"), fine=False)
-    flags.add_device_flags(parser)
+    add_model_flags(parser)
     return parser
-
-
-def checkpoint_path(opt: argparse.Namespace) -> str:
-    if opt.checkpoint is not None:
-        for flag, value in (("--checkpoints_dir", opt.checkpoints_dir), ("--which_epoch", opt.which_epoch)):
-            if value is not None:
-                raise UsageError(f"{flag} only applies with --name, not with --checkpoint")
-        return opt.checkpoint
-    return os.path.join(opt.checkpoints_dir or flags.CHECKPOINTS_DIR, opt.name,
-                        f"{opt.which_epoch or flags.WHICH_EPOCH}_net_G.pth")
 
 
 def read_hints(opt: argparse.Namespace) -> List[Hint]:
@@ -129,37 +98,26 @@ def plan_jobs(opt: argparse.Namespace) -> Tuple[List[Tuple[str, str]], bool]:
     return [(opt.input, opt.output)], False
 
 
-def save_rgb(rgb: torch.Tensor, path: str) -> None:
-    """Write 1 x 3 x H x W sRGB in [0, 1] as an 8-bit RGB file (truncated, see util.image.to_uint8),
-    atomically: an interrupted run leaves no half-written output."""
-    image = Image.fromarray(np.ascontiguousarray(to_uint8(rgb)[0]))
-    extra = {"quality": JPEG_QUALITY} if path.lower().endswith((".jpg", ".jpeg")) else {}
-    save_pil_atomic(image, path, **extra)
-
-
-def colorize_file(net: SIGGRAPHGenerator, source: str, target: str, hints: Sequence[Hint], load_size: int,
-                  mask_cent: float, device: torch.device) -> str:
-    """Colorize one file; returns a one-line summary. Raises UnreadableImageError, HintError, OSError."""
-    pil = load_rgb(source)
-    width, height = pil.size
-    rgb = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).unsqueeze(0).to(device).float().div_(255.0)
-    out = colorize(net, rgb, hints, load_size, mask_cent)
-    save_rgb(out, target)
-    net_h, net_w = network_size(height, width, load_size)
-    return f"{source} -> {target} ({width}x{height}, network {net_w}x{net_h})"
+def colorize_file(colorizer: Colorizer, source: str, target: str, hints: Sequence[Hint]) -> str:
+    """Colorize one file; returns a one-line summary. Raises UnreadableImageError, BudgetError,
+    HintError, OSError."""
+    image = load_rgb(source)
+    result = colorizer.colorize_image(image, hints)
+    extra = {"quality": JPEG_QUALITY} if target.lower().endswith((".jpg", ".jpeg")) else {}
+    save_pil_atomic(result, target, **extra)  # atomic: an interrupted run leaves no half-written output
+    net_h, net_w = colorizer.network_size(image.height, image.width)
+    return f"{source} -> {target} ({image.width}x{image.height}, network {net_w}x{net_h})"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     opt = parser.parse_args(argv)
     try:
-        if opt.loadSize < 0:
-            raise UsageError(f"--load_size must be >= 0 (0 = native size), got {opt.loadSize}")
-        weights = checkpoint_path(opt)
+        check_sizes(opt)
+        checkpoint_path(opt)
         hints = read_hints(opt)
         jobs, is_folder = plan_jobs(opt)
-        device = resolve_device(opt.gpu_ids)
-        net = load_generator(weights, opt.norm, device)
+        colorizer = load_colorizer(opt)
     except (UsageError, HintError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -168,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     skip_log = SkipLog()
     for source, target in jobs:
         try:
-            print(colorize_file(net, source, target, hints, opt.loadSize, opt.mask_cent, device))
+            print(colorize_file(colorizer, source, target, hints))
             done += 1
             continue
         except UnreadableImageError as e:
@@ -178,6 +136,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             problem, status = f"unreadable image {e}", 1
         except HintError as e:
             problem, status = f"{source}: {e}", 2
+        except BudgetError as e:
+            problem, status = f"{source}: {e}", 1
         except OSError as e:
             problem, status = f"{target}: cannot write ({e})", 1
         except torch.OutOfMemoryError:

@@ -18,8 +18,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 
 
 @contextlib.contextmanager
-def open_page(path, viewport=None):
-    """A headless Chromium page showing ``path`` (a local HTML file), loaded; yields (page, errors).
+def open_page(path, viewport=None, url=None):
+    """A headless Chromium page showing ``path`` (a local HTML file), or ``url`` when given (a
+    page served over HTTP), loaded; yields (page, errors).
 
     viewport: {"width": px, "height": px}, or None for playwright's default. errors: console
     messages of type 'error' and uncaught page errors. Skips the calling test if no browser.
@@ -34,7 +35,7 @@ def open_page(path, viewport=None):
             errors = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(pathlib.Path(path).resolve().as_uri(), wait_until="load")
+            page.goto(url or pathlib.Path(path).resolve().as_uri(), wait_until="load")
             yield page, errors
         finally:
             browser.close()

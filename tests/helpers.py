@@ -134,3 +134,28 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def smooth_rgb(height, width, seed=0):
+    """A smooth random colour image, H x W x 3 uint8 (colorize.py and app tests)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, size=(max(2, height // 8), max(2, width // 8), 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
+
+
+def save_vivid_generator(path):
+    """Save a seeded define_G() whose output layer is scaled up 500x, so that it predicts clearly
+    non-zero, spatially varying ab (a fresh init predicts ab ~ 1e-3, which would hide pipeline
+    bugs and make hints invisible); returns ``path``."""
+    from models.networks import define_G
+    from util.checkpoint import save_network
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = define_G()
+    with torch.no_grad():
+        net.model_out[0].weight.mul_(500.0)
+    save_network(net, str(path))
+    return path

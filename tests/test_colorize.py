@@ -18,7 +18,9 @@ from data.datasets import load_rgb
 from models.networks import SIGGRAPHGenerator, define_G
 from util.checkpoint import load_network, save_network
 from util.color import lab_norm2rgb, rgb2lab, rgb2lab_norm
-from inference.colorize import Hint, HintError, hints_from_json, network_size, parse_hint
+from inference.colorize import (BudgetError, Hint, HintError, check_budget, hints_from_json, network_size,
+                                parse_hint)
+from tests.helpers import save_vivid_generator, smooth_rgb
 from util.image import to_uint8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,24 +28,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    net = define_G()
-    with torch.no_grad():
-        net.model_out[0].weight.mul_(500.0)
-    path = tmp_path_factory.mktemp("ckpt") / "net_G.pth"
-    save_network(net, str(path))
-    return path
+    return save_vivid_generator(tmp_path_factory.mktemp("ckpt") / "net_G.pth")
 
 
 def run(weights, *args):
     return colorize.main(["--checkpoint", str(weights), "--gpu_ids", "-1", *map(str, args)])
 
-
-def smooth_rgb(height, width, seed=0):
-    """A smooth random colour image, H x W x 3 uint8."""
-    rng = np.random.default_rng(seed)
-    small = rng.uniform(0, 255, size=(max(2, height // 8), max(2, width // 8), 3)).astype(np.uint8)
-    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
 
 
 @pytest.fixture
@@ -335,3 +325,92 @@ def test_name_which_epoch_jpeg_output_and_instance_norm(weights, tmp_path, capsy
                           "--norm", "instance", "--gpu_ids", "-1", "--load_size", "16"]) == 0
     assert run(weights, "-i", image, "-o", tmp_path / "i.png", "--norm", "instance") == 2
     assert "unexpected keys" in one_line_error(capsys)
+
+
+# --- bounded work: the network size cap and the memory budget ----------------------------------------
+
+def test_network_size_cap_and_budget():
+    assert network_size(3, 2000, 256, max_side=2048) == (8, 2048)  # 256 x 170,664 uncapped
+    assert network_size(2000, 3, 256, max_side=2048) == (2048, 8)
+    assert network_size(3, 2000, 256) == (256, 170664)  # no cap given: the plain rule
+    assert network_size(199, 301, 32, max_side=40) == (24, 40)  # 32 x 48 -> longer 40, shorter 40 * 199/301
+    assert network_size(199, 301, 32, max_side=44) == (24, 40)  # the cap rounded down to a multiple of 8
+    assert network_size(199, 301, 32, max_side=48) == (32, 48)  # within the cap: unchanged
+    assert network_size(1000, 1000, 4096, max_side=2048) == (2048, 2048)
+    assert network_size(199, 301, 0, max_side=16) == (200, 304)  # native size: the budget bounds it instead
+    check_budget(3, 2000, 256, 2048, 0.05)  # 8 x 2048 x 2400 B + 6000 x 128 B = 40 MB
+    with pytest.raises(BudgetError, match=r"3000x2000 image at network 3000x2000 needs about 15 GB, over the "
+                                          r"budget of 4 GB \(--max_memory_gb\); use a --load_size such as 256"):
+        check_budget(2000, 3000, 0, 2048, 4.0)
+    with pytest.raises(BudgetError, match="the image itself is too large"):
+        check_budget(9000, 9000, 8, 2048, 4.0)  # 81 M input pixels x 128 B = 10 GB at any network size
+
+
+def _strip(path, height, width):
+    Image.fromarray(smooth_rgb(height, width)).save(path)
+
+
+def test_strips_and_a_large_photo_run_bounded_or_skip_in_one_line(weights, tmp_path, capsys):
+    """3 x 2000 and 2000 x 3 strips run with the network capped (--max_side); at --load_size 0 a
+    photo over the budget is skipped with one line and the folder run goes on."""
+    src = tmp_path / "in"
+    src.mkdir()
+    _strip(src / "a_wide.png", 3, 2000)
+    _strip(src / "b_tall.png", 2000, 3)
+    _strip(src / "c_small.png", 16, 24)
+    out = tmp_path / "out"
+    assert run(weights, "-i", src, "-o", out, "--load_size", 32, "--max_side", 512) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("a_wide.png (2000x3, network 512x8)") and lines[1].endswith("(3x2000, network 8x512)")
+    assert lines[-1] == f"colorized 3 of 3 image(s) into {out}"
+    for name, size in (("a_wide", (2000, 3)), ("b_tall", (3, 2000)), ("c_small", (24, 16))):
+        with Image.open(out / f"{name}.png") as image:
+            assert image.size == size
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _strip(photos / "a_photo.png", 200, 300)  # "large" for a budget of 0.05 GB: 304 x 200 x 2400 B = 0.15 GB
+    _strip(photos / "b_small.png", 16, 24)
+    out0 = tmp_path / "out0"
+    assert run(weights, "-i", photos, "-o", out0, "--load_size", 0, "--max_memory_gb", 0.05) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"warning: skipping {photos / 'a_photo.png'}: a 300x200 image at network 304x200 needs about 0.15 GB, over "
+        "the budget of 0.05 GB (--max_memory_gb); use a --load_size such as 256 instead of 0 (the native size)"]
+    assert captured.out.splitlines()[-1] == (f"colorized 1 of 2 image(s) into {out0}; 1 could not be colorized "
+                                             "(see the warnings above)")
+    assert sorted(p.name for p in out0.iterdir()) == ["b_small.png"]
+    # a single file over the budget: a one-line error, exit status 1, nothing written
+    assert run(weights, "-i", photos / "a_photo.png", "-o", tmp_path / "c.png", "--load_size", 0,
+               "--max_memory_gb", 0.05) == 1
+    assert "needs about 0.15 GB" in one_line_error(capsys) and not (tmp_path / "c.png").exists()
+    assert run(weights, "-i", photos / "a_photo.png", "-o", tmp_path / "c.png", "--max_memory_gb", 0) == 2
+    assert "--max_memory_gb must be > 0" in one_line_error(capsys)
+
+
+def test_speed_flags(weights, tmp_path, monkeypatch, capsys):
+    """--amp (with --channels_last) gives an image close to fp32's; --compile (here failing on its
+    first call) falls back to eager with one warning and fp32's exact bytes."""
+    import util.perf
+
+    source = tmp_path / "in.png"
+    Image.fromarray(smooth_rgb(40, 48)).save(source)
+
+    def result(*flags_):
+        target = tmp_path / ("out" + "".join(flags_) + ".png")
+        assert run(weights, "-i", source, "-o", target, "--load_size", 32, *flags_) == 0
+        with Image.open(target) as image:
+            return np.asarray(image).astype(int)
+    fp32 = result()
+    amp = result("--amp", "--channels_last")
+    assert np.abs(amp - fp32).mean() < 2.0 and np.abs(amp - fp32).max() < 40  # bfloat16 weights and activations
+
+    class Exploding(torch.nn.Module):
+        def forward(self, *args):
+            raise RuntimeError("backend exploded")
+    monkeypatch.setattr(util.perf, "compile_unsupported_reason", lambda device: None)
+    monkeypatch.setattr(torch, "compile", lambda net, **kwargs: Exploding())
+    capsys.readouterr()
+    np.testing.assert_array_equal(result("--compile"), fp32)
+    assert [line for line in capsys.readouterr().err.splitlines() if "--compile" in line] == [
+        "warning: --compile: compiling failed (RuntimeError: backend exploded); running in eager mode"]

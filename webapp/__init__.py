@@ -1,0 +1,1 @@
+"""The interactive colorization editor: a local web app (app.py, docs/app.md)."""
