@@ -261,6 +261,12 @@ def draw_points(args: argparse.Namespace, seed: int) -> List[Tuple[int, int, flo
     return [p + (target,) for p, target in zip(drawn, targets)]
 
 
+def make_data(test: CrashTest) -> None:
+    """The crash test's images (scikit-image's photos, 40 px), unless --work already has them."""
+    if not os.path.isdir(test.data):
+        make_sample_dataset.main(["--out_path", test.data, "--size", "40", "--per_image", "2", "--val_per_image", "1"])
+
+
 def make_reference(test: CrashTest) -> None:
     """The uninterrupted run, without a DataLoader worker (one already finished in --work is reused)."""
     if os.path.isfile(test.reference_weights) and os.path.isfile(os.path.join(test.reference, "done")):
@@ -361,8 +367,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     test = CrashTest(args.work or tempfile.mkdtemp(prefix="crash_test_"), args.signal, args.torchrun, args.hang_limit)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    if not os.path.isdir(test.data):
-        make_sample_dataset.main(["--out_path", test.data, "--size", "40", "--per_image", "2", "--val_per_image", "1"])
+    make_data(test)
     mode = f", torchrun {args.torchrun} processes, kill {args.target}" if args.torchrun else ""
     print(f"crash test in {test.work}: {args.points} point(s), SIG{args.signal}{mode}, seed {seed}", flush=True)
     points = draw_points(args, seed)

@@ -10,7 +10,6 @@ different collectives (gloo: "Received data size doesn't match expected size").
 import argparse
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -26,20 +25,29 @@ pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.
                                 reason="this torch build has no distributed/gloo support")
 
 
-def test_a_torchrun_job_killed_3_times_whole_and_one_rank_resumes_bit_identical(module_tmp, capsys):
+@pytest.fixture(scope="module")
+def crash_work(module_tmp):
+    """The crash test's folder: its data and uninterrupted 2-process reference job, made once."""
+    test = crash_test.CrashTest(str(module_tmp), "KILL", nproc=2)
+    crash_test.make_data(test)
+    crash_test.make_reference(test)
+    return str(module_tmp)
+
+
+def test_a_torchrun_job_killed_3_times_whole_and_one_rank_resumes_bit_identical(crash_work, capsys):
     """scripts/crash_test.py --torchrun 2 at 3 points of one run (bash scripts/crash_test.sh
     --torchrun 2 does 20 runs): SIGKILL of torchrun's process group after the 1st and 3rd logged
     steps (+ a random delay, so also inside steps and saves; every worker must be gone 10 s later),
     SIGKILL of rank 0 alone after the 2nd (rank 1 must fail and the job end within 60 s), each time
     --resume; the final weights equal an uninterrupted torchrun job's bit for bit."""
     rc = crash_test.main(["--torchrun", "2", "--target", "mixed", "--chain", "--points", "3", "--seed", "17",
-                          "--max_delay", "1.0", "--hang_limit", "60", "--work", str(module_tmp / "crash")])
+                          "--max_delay", "1.0", "--hang_limit", "60", "--work", crash_work])
     out = capsys.readouterr().out
     assert rc == 0, out
     # Seed 17 draws 1 more logged step before each kill, and rank 0 for the single-rank kill.
     assert "interruption 1: KILL (job) after 1 more logged step(s)" in out, out
     assert "interruption 2: KILL (rank 0) after 1 more logged step(s)" in out, out
-    assert "after 3 interruption(s) of one run: identical" in out
+    assert "reusing the reference run" in out and "after 3 interruption(s) of one run: identical" in out
 
 
 def starts(**changes):
@@ -97,20 +105,33 @@ def test_collective_failures_are_recognised_and_shortened():
     assert collective_failure(ValueError("gloo")) is None
 
 
-def test_processes_with_other_options_stop_in_one_line_before_training(tiny_data, tmp_path):
-    """Rank 1 launched with another --lr (as a multi-node job whose nodes got different command
-    lines): both processes stop with the same one line naming the option, exit status 2, no hang."""
-    entry = tmp_path / "entry.py"
+def test_processes_that_read_different_resume_points_stop_in_one_line(crash_work, tmp_path):
+    """The issue's failure, made deterministic: rank 0 reads the resume point "epoch 1, image 2"
+    (one step left in the epoch) and rank 1 the same point one step earlier, as when a stray
+    worker of the killed job rewrites the file between their reads. The old code resumed both: at
+    the epoch's end rank 0 summed the epoch's counts while rank 1 began another step, and gloo
+    failed with "Received data size doesn't match expected size" (or hung). Now both stop with
+    one line naming the two resume points, exit status 2, before any other collective."""
+    saved = torch.load(os.path.join(crash_work, "reference_torchrun2", "run", "resume_state.pth"), weights_only=True)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name, position in (("resume_state.pth", 2), ("resume_state.pth.other", 0)):
+        point = dict(saved, epoch=1, position=position, save_id=f"position{position}",
+                     counters=dict(saved["counters"], total_images=8 + 2 * position))
+        torch.save(point, run_dir / name)
+    entry = tmp_path / "entry.py"  # rank 1 reads the other file
     entry.write_text("import os, sys\n"
                      f"sys.path.insert(0, {REPO!r})\n"
-                     "import train\n"
-                     "extra = ['--lr', '0.001'] if os.environ['RANK'] == '1' else []\n"
-                     "sys.exit(train.main(sys.argv[1:] + extra))\n")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(entry),
-           "--dataroot", str(tiny_data / "train"), "--checkpoints_dir", str(tmp_path), "--name", "run",
-           "--gpu_ids", "-1", "--loadSize", "40", "--fineSize", "32", "--batch_size", "2", "--num_threads", "0",
-           "--niter", "1", "--niter_decay", "0", "--no_html"]
+                     "import train, training.loop as loop\n"
+                     "if os.environ['RANK'] == '1':\n"
+                     "    read = loop.load_resume_point\n"
+                     "    loop.load_resume_point = lambda path: read(path + '.other')\n"
+                     "sys.exit(train.main(sys.argv[1:]))\n")
+    cmd = crash_test.train_command(os.path.join(crash_work, "data"), str(tmp_path), 0, True, nproc=2)
+    cmd[cmd.index(os.path.join(REPO, "train.py"))] = str(entry)
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    line = "error: the processes disagree: rank 1 has other options than rank 0: lr 0.0001 -> 0.001"
+    line = ("error: the processes disagree: rank 1 starts from epoch 1, image 0, 8 images trained, 2 process(es), "
+            "save position0 but rank 0 from epoch 1, image 2, 12 images trained, 2 process(es), save position2 "
+            "(is another job writing to this run's folder?)")
     assert proc.returncode != 0 and proc.stderr.count(line) == 2, proc.stderr[-3000:]
-    assert "Received data size" not in proc.stderr and not (tmp_path / "run" / "loss_log.jsonl").exists()
+    assert "Received data size" not in proc.stderr
