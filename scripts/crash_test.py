@@ -78,12 +78,12 @@ def logged_steps(folder: str) -> int:
         return 0
 
 
-def interrupt(cmd: List[str], folder: str, after_steps: int, delay: float, sig: int, timeout: float = 300.0,
+def interrupt(cmd: List[str], folder: str, after_steps: int, delay: float, sig: int, timeout: float = 900.0,
               target: str = "process", hang_limit: float = 120.0):
     """Start ``cmd``, send ``sig`` once ``after_steps`` steps are logged and ``delay`` s more have
     passed, to ``target`` ("process"; for a torchrun job "job" or "rank R", see :func:`deliver`).
     Returns (exit status, stderr, note: '' or what went wrong); None as status if the run finished first."""
-    with open(os.devnull, "w") as devnull, tempfile.TemporaryFile("w+") as errors:
+    with open(os.devnull, "w") as devnull, tempfile.TemporaryFile("w+", errors="replace") as errors:
         proc = subprocess.Popen(cmd, stdout=devnull, stderr=errors, text=True, start_new_session=target != "process")
         start = time.time()
         while logged_steps(folder) < after_steps and proc.poll() is None:
@@ -301,12 +301,20 @@ def finish(test: CrashTest, checkpoints: str) -> str:
 def interrupt_and_resume(test: CrashTest, point: int, after: int, delay: float, target: str) -> Tuple[str, str]:
     """One point: the interrupted run, then its resumption. Returns (checkpoint folder, note)."""
     checkpoints = os.path.join(test.work, f"{test.prefix}{point:02d}")
+    try:
+        return checkpoints, interrupt_and_resume_in(test, checkpoints, after, delay, target)
+    except Exception as e:  # the harness itself failed: a failed point, not a lost report of the others
+        return checkpoints, f" (exit status unknown: the harness failed: {type(e).__name__}: {e})"
+
+
+def interrupt_and_resume_in(test: CrashTest, checkpoints: str, after: int, delay: float, target: str) -> str:
+    """:func:`interrupt_and_resume` in the folder ``checkpoints``; returns the note."""
     shutil.rmtree(checkpoints, ignore_errors=True)
     status, stderr, note = interrupt(test.command(checkpoints, workers=1, resume=False),
                                      os.path.join(checkpoints, "run"), after, delay, test.sig, target=target,
                                      hang_limit=test.hang_limit)
     note += describe(test.sig, status, stderr)
-    return checkpoints, note + finish(test, checkpoints)
+    return note + finish(test, checkpoints)
 
 
 def ok(test: CrashTest, checkpoints: str, note: str) -> bool:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import uuid
 import signal
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Optional
 
@@ -33,8 +33,8 @@ from training.resume import (RESUME_FILE, StopSignals, changed_options, ignore_s
 from training.visualizer import Visualizer
 from util.checkpoint import CheckpointError, unwrap
 from util.color import AB_THRESH
-from util.distributed import (DistInfo, any_flag, collective_failure, gather_objects, mean_over_processes, replicas_in_sync,
-                              sum_over_processes)
+from util.distributed import (DistInfo, any_flag, collective_failure, gather_objects, mean_over_processes,
+                              replicas_in_sync, sum_over_processes)
 from util.hints import get_colorization_data, sample_hint_geometry
 from util.runtime import save_options, seed_everything
 
@@ -218,7 +218,7 @@ def set_up(opt, parser, info: DistInfo, device: torch.device, make_batch: Callab
 
 
 def describe_resume_point(saved: Optional[dict]) -> str:
-    """A resume point in words, with the identity of its save ("none" for None)."""
+    """A resume point in words, with the identity of its save (what agree_on_start compares)."""
     if saved is None:
         return "no resume point"
     return (f"epoch {saved['epoch']}, image {saved['position']}, {saved['counters'].get('total_images')} images "
@@ -237,10 +237,10 @@ def start_disagreement(starts: list) -> Optional[str]:
         changed = changed_options(first["options"], argparse.Namespace(**start["options"]))
         if changed:
             return f"the processes disagree: rank {rank} has other options than rank 0: {'; '.join(changed)}"
-        for key in ("data", "resume"):
+        for key, hint in (("data", ""), ("resume", " (is another job writing to this run's folder?)")):
             if start[key] != first[key]:
                 return (f"the processes disagree: rank {rank} starts from {start[key]} but rank 0 from "
-                        f"{first[key]}" + (" (is another job writing to this run's folder?)" if key == "resume" else ""))
+                        f"{first[key]}{hint}")
     return None
 
 
