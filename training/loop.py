@@ -11,10 +11,12 @@ epoch's counts, mean loss and stop flag, the run's unreadable files and weight c
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Optional
 
@@ -31,8 +33,8 @@ from training.resume import (RESUME_FILE, StopSignals, changed_options, ignore_s
 from training.visualizer import Visualizer
 from util.checkpoint import CheckpointError, unwrap
 from util.color import AB_THRESH
-from util.distributed import (DistInfo, any_flag, gather_objects, mean_over_processes, replicas_in_sync,
-                              sum_over_processes)
+from util.distributed import (DistInfo, any_flag, collective_failure, gather_objects, mean_over_processes,
+                              replicas_in_sync, sum_over_processes)
 from util.hints import get_colorization_data, sample_hint_geometry
 from util.runtime import save_options, seed_everything
 
@@ -138,7 +140,21 @@ def run_summary(opt, info: DistInfo, device: torch.device, sampler: EpochSampler
 
 def train(opt, parser, info: DistInfo, device: torch.device, make_batch: Callable = get_colorization_data) -> None:
     """Train one phase as train.py does. Raises UnusableInput, CheckpointError (a failed save) or
-    EarlyExit (a stop request, too many non-finite steps, processes out of sync)."""
+    EarlyExit (a stop request, too many non-finite steps, processes out of sync, a failed
+    collective: another process died or hung)."""
+    try:
+        train_phase(opt, parser, info, device, make_batch)
+    except RuntimeError as e:
+        reason = collective_failure(e) if info.enabled else None
+        if reason is None:
+            raise
+        print(f"error: rank {info.rank} lost the other processes ({reason}): another process of the job died, "
+              f"hung or went out of step; restart the whole job with --resume", file=sys.stderr)
+        raise EarlyExit(1) from None
+
+
+def train_phase(opt, parser, info: DistInfo, device: torch.device, make_batch: Callable) -> None:
+    """:func:`train`'s set-up, epochs and finish, and its clean-up on any exit."""
     run, state = set_up(opt, parser, info, device, make_batch)
     try:
         with StopSignals() as stop:
@@ -166,6 +182,7 @@ def stop_workers(loader: DataLoader) -> None:
 
 def set_up(opt, parser, info: DistInfo, device: torch.device, make_batch: Callable):
     """Options file, loader, model and logs, and the run state (fresh or from the resume point).
+    Under torchrun the processes first agree on what they start from (:func:`agree_on_start`).
     Returns (Run, RunState)."""
     seed_everything(opt.seed)
     dataroot = opt.dataroot or os.path.join("./dataset/ilsvrc2012", opt.phase)
@@ -174,19 +191,18 @@ def set_up(opt, parser, info: DistInfo, device: torch.device, make_batch: Callab
         options = save_options(opt, parser, save_dir)
         if opt.verbose:
             print(options)
-    try:
-        loader = build_loader(opt, dataroot, info, device)
-    except FileNotFoundError as e:
-        raise UnusableInput(str(e)) from None
-    print(run_summary(opt, info, device, loader.sampler, dataroot, save_dir))
-    run = Run(opt, info, device, None, loader, save_dir, None, make_batch)
+    run = Run(opt, info, device, None, None, save_dir, None, make_batch)
+    saved, problem = None, None
     try:  # unusable inputs are exit status 2 (failed saves, later, are 1)
+        run.loader = build_loader(opt, dataroot, info, device)
+        print(run_summary(opt, info, device, run.loader.sampler, dataroot, save_dir))
         run.model = create_model(opt, device, info, wrap=False)
         saved = load_resume_point(run.resume_path) if opt.resume and os.path.isfile(run.resume_path) else None
         if saved is not None:
             run.model.load_training_state(saved, run.resume_path)
-    except CheckpointError as e:
-        raise UnusableInput(str(e)) from None
+    except (FileNotFoundError, CheckpointError) as e:
+        problem = str(e)
+    agree_on_start(run, problem, saved)
     state = RunState(opt.epoch_count, 0, torch.Generator(device=device).manual_seed(opt.seed))
     if saved is not None:
         restore_run_state(run, state, saved)
@@ -201,15 +217,55 @@ def set_up(opt, parser, info: DistInfo, device: torch.device, make_batch: Callab
     return run, state
 
 
+def describe_resume_point(saved: Optional[dict]) -> str:
+    """A resume point in words, with the identity of its save (what agree_on_start compares)."""
+    if saved is None:
+        return "no resume point"
+    return (f"epoch {saved['epoch']}, image {saved['position']}, {saved['counters'].get('total_images')} images "
+            f"trained, {saved.get('world_size', 1)} process(es), save {saved.get('save_id', 'unnamed')}")
+
+
+def start_disagreement(starts: list) -> Optional[str]:
+    """What stops the processes' start (:func:`agree_on_start`'s dicts, in rank order) as one
+    line, or None: the lowest rank's problem, else the first difference from rank 0 in options,
+    dataset size or resume point."""
+    for rank, start in enumerate(starts):
+        if start["problem"]:
+            return start["problem"] + (f" (in rank {rank})" if rank else "")
+    first = starts[0]
+    for rank, start in enumerate(starts[1:], 1):
+        changed = changed_options(first["options"], argparse.Namespace(**start["options"]))
+        if changed:
+            return f"the processes disagree: rank {rank} has other options than rank 0: {'; '.join(changed)}"
+        for key, hint in (("data", ""), ("resume", " (is another job writing to this run's folder?)")):
+            if start[key] != first[key]:
+                return (f"the processes disagree: rank {rank} starts from {start[key]} but rank 0 from "
+                        f"{first[key]}{hint}")
+    return None
+
+
+def agree_on_start(run: Run, problem: Optional[str], saved: Optional[dict]) -> None:
+    """Check, before any other collective, that every process starts from the same options,
+    dataset size and resume point (the same save of it), and that none met a problem; raise
+    UnusableInput with one line naming the first difference on every process otherwise, so that
+    no process trains, or waits, alone. ``problem``: this process's own unusable input, if any."""
+    data = run.loader.sampler.data_len if run.loader is not None else None
+    start = dict(problem=problem, options=plain_options(run.opt), data=f"a dataset of {data} images",
+                 resume=describe_resume_point(saved))
+    difference = start_disagreement(gather_objects(start, run.info))
+    if difference:
+        raise UnusableInput(difference)
+
+
 def restore_run_state(run: Run, state: RunState, saved: dict) -> None:
     """Restore ``state`` from a resume point (the model's part is already loaded) and say so."""
     world = run.info.world_size
     restore_rng_state(saved["rng"], state.hint_gen)
     state.epoch, state.position = saved["epoch"], saved["position"]
     state.counters = _from_saved(Counters, saved["counters"])
-    state.stats = _from_saved(EpochStats, saved.get("epoch_stats", {}))
-    state.skip_log.reasons.update(saved.get("skipped_files", {}))
     saved_world = saved.get("world_size", 1)
+    state.stats = _from_saved(EpochStats, own_epoch_stats(saved, run.info))
+    state.skip_log.reasons.update(saved.get("skipped_files", {}))
     if saved_world != world:
         # Positions are per process: map the global position onto the new split (exact only
         # for the same world size; a few images may be seen twice).
@@ -223,14 +279,35 @@ def restore_run_state(run: Run, state: RunState, saved: dict) -> None:
           f"{run.sampler.num_samples} in this process, {state.counters.total_images} images trained")
 
 
+def own_epoch_stats(saved: dict, info: DistInfo) -> dict:
+    """This process's epoch statistics in a resume point: its own entry of "epoch_stats_by_rank"
+    when the saved run had as many processes; else (another world size, or an older resume point
+    without that list) the saved ones (all processes' sums, or rank 0's) on rank 0 and none elsewhere."""
+    by_rank = saved.get("epoch_stats_by_rank")
+    if by_rank is not None and len(by_rank) == info.world_size:
+        return by_rank[info.rank]
+    if not info.is_main:
+        return {}
+    if by_rank is not None:
+        return {k: sum(stats[k] for stats in by_rank) for k in by_rank[0]}
+    return saved.get("epoch_stats", {})
+
+
 def save_resume(run: Run, state: RunState) -> None:
-    """Rank 0 writes the resume point of ``state`` (its epoch and position are where to continue)."""
+    """Write the resume point of ``state`` (its epoch and position are where to continue): every
+    process hands rank 0 its own epoch statistics and unreadable files (a collective), rank 0
+    writes. ``save_id`` names this save, so that processes can tell that they read the same one."""
+    per_rank = gather_objects((asdict(state.stats), dict(state.skip_log.reasons)), run.info)
     if run.info.is_main:
+        skipped = {}
+        for _, reasons in per_rank:
+            skipped.update(reasons)
         save_resume_point(run.resume_path, dict(
             run.model.training_state(), epoch=state.epoch, position=state.position,
             counters=asdict(state.counters), epoch_stats=asdict(state.stats),
-            skipped_files=dict(state.skip_log.reasons), rng=rng_state(state.hint_gen),
-            options=plain_options(run.opt), world_size=run.info.world_size))
+            epoch_stats_by_rank=[stats for stats, _ in per_rank], skipped_files=skipped,
+            rng=rng_state(state.hint_gen), options=plain_options(run.opt), world_size=run.info.world_size,
+            save_id=uuid.uuid4().hex))
 
 
 def save_latest(run: Run, state: RunState) -> None:

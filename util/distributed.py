@@ -8,12 +8,21 @@ the gradients.
 
 The environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) is all
 that is read; without it everything here is a no-op for a single process.
+
+A hard kill of the job must not leave workers behind (:func:`die_with_launcher`), and a collective
+whose peer is gone or stuck fails within :data:`COLLECTIVE_TIMEOUT` instead of hanging; the
+training loop turns such a failure into one line (training/loop.py).
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import re
+import signal
+import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional
 
 import torch
@@ -38,6 +47,34 @@ class DistInfo:
         return self.rank == 0
 
 
+#: The longest a collective waits for the other processes before it fails: longer than any
+#: legitimate wait (rank 0 writing checkpoints or the web page while the others wait at the next
+#: collective), far shorter than gloo's default of 30 minutes.
+COLLECTIVE_TIMEOUT = timedelta(minutes=10)
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_launcher() -> None:
+    """Have the kernel SIGKILL this process when its parent (torchrun's agent) dies (Linux).
+
+    torchrun starts every worker in a session of its own, so a SIGKILL of torchrun, or of its
+    process group as a scheduler or a user's ``kill -9 -PGID`` sends it, leaves the workers
+    running: they go on training and rewriting the checkpoints while the requeued job starts and
+    reads them, and its processes can resume from different resume points (issue 16: a gloo
+    "Received data size doesn't match expected size" at the end of the first resumed epoch).
+    A parent that died before this call leaves this process to init (or a subreaper): exit then.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return  # not allowed here (seccomp): the collective timeout still bounds a stray worker's life
+    if parent == 1 or os.getppid() != parent:
+        raise SystemExit("error: torchrun, which started this process, is gone; not starting")
+
+
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
@@ -52,22 +89,38 @@ def init_distributed(device_hint: str) -> tuple[DistInfo, Optional[torch.device]
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
         return DistInfo(), None
     info = DistInfo(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    die_with_launcher()
     if device_hint == "cuda":
         if info.local_rank >= torch.cuda.device_count():
             raise SystemExit(f"error: LOCAL_RANK {info.local_rank} but only {torch.cuda.device_count()} CUDA "
                              f"device(s) on this machine (--nproc_per_node too large?)")
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, timeout=COLLECTIVE_TIMEOUT)
     else:
         device = torch.device("cpu")
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     return info, device
 
 
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+_BACKEND_LOCATION = re.compile(r"^\[[^\]]*\.(?:cc|cpp|h)(?::\d+)?\]\s*")  # gloo's "[.../pair.cc:545] "
+
+
+def collective_failure(e: BaseException) -> Optional[str]:
+    """The reason, in one line, when ``e`` is a failed collective (another process died, hung past
+    COLLECTIVE_TIMEOUT, or called another collective), else None. gloo raises plain
+    RuntimeErrors naming its source file; NCCL raises torch.distributed.DistError."""
+    dist_error = getattr(dist, "DistError", ())
+    text = str(e).strip()
+    if not (isinstance(e, dist_error) or (isinstance(e, RuntimeError) and ("gloo" in text or "NCCL" in text))):
+        return None
+    line = _BACKEND_LOCATION.sub("", text.splitlines()[0] if text else type(e).__name__)
+    return line.split(". This is typically")[0].rstrip(". ")
 
 
 def any_flag(flags: Tensor, info: DistInfo) -> Tensor:
