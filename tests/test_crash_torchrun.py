@@ -1,4 +1,4 @@
-"""Data-parallel training survives a hard kill (issue 16): torchrun jobs of 2 CPU processes
+"""Data-parallel training survives a hard kill: torchrun jobs of 2 CPU processes
 (gloo) SIGKILLed as a whole or one rank at a time, resumed bit-identical; processes that would
 start from different options or resume points stop in one line before any other collective.
 

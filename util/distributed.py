@@ -61,7 +61,7 @@ def die_with_launcher() -> None:
     torchrun starts every worker in a session of its own, so a SIGKILL of torchrun, or of its
     process group as a scheduler or a user's ``kill -9 -PGID`` sends it, leaves the workers
     running: they go on training and rewriting the checkpoints while the requeued job starts and
-    reads them, and its processes can resume from different resume points (issue 16: a gloo
+    reads them, and its processes can resume from different resume points (seen as a gloo
     "Received data size doesn't match expected size" at the end of the first resumed epoch).
     A parent that died before this call leaves this process to init (or a subreaper): exit then.
     """
