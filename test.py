@@ -118,8 +118,8 @@ def add_baseline_summary(webpage: HTML, settings: List[dict]) -> None:
     cell = lambda stat: "inf" if stat["mean"] is None else f"{stat['mean']:.3f} ± {stat['se'] or 0:.3f}"  # noqa: E731
     rows = [tr(th("sample_p"), th("colorized by"), *[th(k) for k in keys])]
     for entry in settings:
-        rows.append(tr(td(f"{entry['sample_p']:g}"), td("the model (fake_reg)"), *[td(cell(entry[k])) for k in keys]))
-        rows.append(tr(td(f"{entry['sample_p']:g}"), td(BASELINE_LABEL), *[td(cell(entry[BASELINE_KEY][k])) for k in keys]))
+        for who, stats in (("the model (fake_reg)", entry), (BASELINE_LABEL, entry[BASELINE_KEY])):
+            rows.append(tr(td(f"{entry['sample_p']:g}"), td(who), *[td(cell(stats[k])) for k in keys]))
     summary = div(h3(f"Mean ± SE over {settings[0]['num_images']} image(s): the model against the no-colour "
                      "baseline (the 'gray' visual, scored like fake_reg)"),
                   table(*rows, border=1, style="border-collapse: collapse;", cellpadding=4), p())

@@ -82,7 +82,8 @@ def test_report_shows_the_no_colour_baseline(study):
             gray = setting["gray_baseline"]
             cells = [f"{gray[k]['mean']:.3f}±{gray[k]['se']:.3f}" for k in ("psnr", "ssim", "colorfulness")]
             assert f"<td>{name}:{label}</td><td>2</td><td>{cells[0]}</td><td>{cells[1]}</td>" in html
-    gray = {name: read_csv_baseline(study / "results" / name / "sweep_latest" / "sweep.csv") for name in ("alpha", "beta")}
+    gray = {name: read_csv_baseline(study / "results" / name / "sweep_latest" / "sweep.csv")
+            for name in ("alpha", "beta")}
     assert gray["alpha"] == gray["beta"]  # the same images: the same baseline
     row = "".join(f"<td>{g[0]:.2f}±{g[1]:.2f}</td>" for g in gray.values())
     assert f"<td>{label}</td>{row}</tr>" in html

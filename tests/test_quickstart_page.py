@@ -47,7 +47,8 @@ def stand_ins(root):
     png(root / "data" / "val" / "coffee_000.png", "brown")
     png(results / "coffee_000_colorized.png", "orange")
     return ["--checkpoints_dir", str(ckpt), "--results_dir", str(results),
-            "--photo", str(root / "data" / "val" / "coffee_000.png"), "--colorized", str(results / "coffee_000_colorized.png")]
+            "--photo", str(root / "data" / "val" / "coffee_000.png"),
+            "--colorized", str(results / "coffee_000_colorized.png")]
 
 
 @pytest.fixture(scope="module")

@@ -270,7 +270,8 @@ def test_gray_baseline_equals_skimage_on_generated_images(env, tmp_path, capsys)
         assert summary["colorfulness"]["mean"] < 1 and summary["saturation"]["mean"] < 0.01  # (1 level at most)
         for image in images:  # scored from the very PNGs the page shows
             anchor = intrinsic.image_id(image["index"], setting["sample_p"])
-            real, gray = (np.asarray(Image.open(web / "images" / f"{anchor}_{label}.png")) for label in ("real", "gray"))
+            real, gray = (np.asarray(Image.open(web / "images" / f"{anchor}_{label}.png"))
+                          for label in ("real", "gray"))
             recomputed = intrinsic.baseline_metrics(real[None], gray[None])[0]
             assert recomputed == pytest.approx(image["gray_baseline"], rel=1e-12, abs=1e-12)
     assert f"no colour (gray, ab = 0): {metrics.mean_and_se(got)[0]:.2f}+/-" in out
