@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quickstart: the whole 4-phase SIGGRAPH17 recipe, scaled down to run on a laptop CPU in about two
+# Quickstart: the whole 4-phase SIGGRAPH17 recipe, scaled down to run on a laptop CPU in about three
 # minutes, on a small dataset cut from the colour photos that scikit-image ships (no download).
 #
 #   bash scripts/quickstart.sh
@@ -17,8 +17,8 @@
 #     images the paper's model meets enough dense hint sets to learn to follow them; in 120
 #     steps, a model trained at 1/8 learns the sparse case only and ignores dense hints (its
 #     PSNR falls past ~80 hints), so the sweep would not show what the method does.
-#   * learning rates x10: 1e-4 and 1e-5 instead of 1e-5 and 1e-6, so that 120 steps move the
-#     weights as far as the paper's many thousands.
+#   * learning rates x10: 1e-4 and 1e-5 instead of 1e-5 and 1e-6: the paper's are sized for
+#     hundreds of thousands of steps; at 1e-5, 120 steps barely move the weights.
 # Environment: PYTHON (python), GPU_IDS (-1), OUT (./checkpoints/quickstart), DATA
 # (./quickstart_data), RESULTS (./results/quickstart).
 set -euo pipefail
