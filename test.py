@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from data.datasets import ImageFolderDataset, IndexedSubset, SkipLog, collate_skip_bad, eval_subset
 from data.transforms import eval_transform
-from evaluation.intrinsic import METRICS, SAMPLE_PS, VISUALS, ImageResult, evaluate_images, image_id, summarise
+from evaluation.intrinsic import (BASELINE_KEY, BASELINE_LABEL, BASELINE_METRICS, METRICS, SAMPLE_PS, VISUALS,
+                                  ImageResult, evaluate_images, image_id, summarise)
 from models import create_model
 from options.test_options import TestOptions
 from util import metrics
@@ -77,7 +78,8 @@ def evaluate(opt, parser, dataset: ImageFolderDataset, dataroot: str, model, dev
     for result in evaluate_images(model, bar, opt, device, skip_log):
         path = os.path.relpath(dataset.samples[result.index][0], dataroot).replace(os.sep, "/")
         add_section(webpage, result, path, opt.display_winsize)
-        rows[result.sample_p].append({"path": path, "index": result.index, **result.values})
+        rows[result.sample_p].append({"path": path, "index": result.index, **result.values,
+                                      BASELINE_KEY: result.baseline})
 
     if not rows[SAMPLE_PS[0]]:
         skip_log.report(web_dir)
@@ -86,6 +88,7 @@ def evaluate(opt, parser, dataset: ImageFolderDataset, dataroot: str, model, dev
     settings = [summarise(p, rows[p]) for p in SAMPLE_PS]
     json_path = os.path.join(web_dir, "metrics.json")
     write_json(metrics_record(opt, dataroot, device, skip_log, settings), json_path)
+    add_baseline_summary(webpage, settings)
     page_path = webpage.save()
     print_summary(settings, rows)
     print(f"evaluated {len(rows[SAMPLE_PS[0]])} image(s); page: {page_path}; metrics: {json_path}")
@@ -101,7 +104,27 @@ def add_section(webpage: HTML, result: ImageResult, path: str, width: int) -> No
         save_image(result.visuals[label], os.path.join(webpage.get_image_dir(), name))
     webpage.add_header(f"{anchor}: {path}", anchor=anchor)
     webpage.add_images(names, list(VISUALS), names, width=width)
-    webpage.add_text(f"PSNR {result.values['psnr']:.2f} dB, SSIM {result.values['ssim']:.4f}")
+    gray = result.baseline
+    webpage.add_text(f"PSNR {result.values['psnr']:.2f} dB, SSIM {result.values['ssim']:.4f} "
+                     f"({BASELINE_LABEL}: PSNR {gray['psnr']:.2f} dB, SSIM {gray['ssim']:.4f})")
+
+
+def add_baseline_summary(webpage: HTML, settings: List[dict]) -> None:
+    """Put at the top of the page a table of the model's mean PSNR, SSIM and CIEDE2000 per setting
+    next to the no-colour baseline's, on the same images by the same metric code."""
+    from dominate.tags import div, h3, p, table, td, th, tr
+
+    keys = ("psnr", "ssim", "ciede2000")
+    cell = lambda stat: "inf" if stat["mean"] is None else f"{stat['mean']:.3f} ± {stat['se'] or 0:.3f}"  # noqa: E731
+    rows = [tr(th("sample_p"), th("colorized by"), *[th(k) for k in keys])]
+    for entry in settings:
+        for who, stats in (("the model (fake_reg)", entry), (BASELINE_LABEL, entry[BASELINE_KEY])):
+            rows.append(tr(td(f"{entry['sample_p']:g}"), td(who), *[td(cell(stats[k])) for k in keys]))
+    summary = div(h3(f"Mean ± SE over {settings[0]['num_images']} image(s): the model against the no-colour "
+                     "baseline (the 'gray' visual, scored like fake_reg)"),
+                  table(*rows, border=1, style="border-collapse: collapse;", cellpadding=4), p())
+    webpage.doc.body.children.insert(0, summary)
+    summary.parent = webpage.doc.body
 
 
 def metrics_record(opt, dataroot: str, device: torch.device, skip_log: SkipLog, settings: List[dict]) -> dict:
@@ -112,6 +135,9 @@ def metrics_record(opt, dataroot: str, device: torch.device, skip_log: SkipLog, 
         "skipped": [os.path.relpath(p, dataroot).replace(os.sep, "/") for p in skip_log.paths],
         "loadSize": opt.loadSize, "mask_cent": opt.mask_cent, "sample_Ps": list(opt.sample_Ps), "seed": opt.seed,
         "device": device.type, "metrics": METRICS,
+        "baseline": {"key": BASELINE_KEY, "label": BASELINE_LABEL, "metrics": list(BASELINE_METRICS),
+                     "what": "the 'gray' visual (the input's L with ab = 0) scored against real by the same "
+                             "metric code and uint8 rounding as fake_reg; it does not depend on the hints"},
         "settings": settings,
     }
 
@@ -121,6 +147,9 @@ def print_summary(settings: List[dict], rows: Dict[float, List[dict]]) -> None:
     for p in SAMPLE_PS:
         mean, se = metrics.mean_and_se([row["psnr"] for row in rows[p]])
         print("p=%.3f: %.2f+/-%.2f" % (p, mean, se))
+    gray = settings[0][BASELINE_KEY]["psnr"]
+    if gray["mean"] is not None:
+        print(f"{BASELINE_LABEL}: %.2f+/-%.2f" % (gray["mean"], gray["se"] or 0.0))
     print(f"{'metric':<18}" + "".join(f"{'p=%g' % p:>22}" for p in SAMPLE_PS))
     for key in METRICS:
         cells = []

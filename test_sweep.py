@@ -23,8 +23,8 @@ from options.test_options import TestOptions
 from util.checkpoint import CheckpointError
 from util.fileio import check_writable
 from util.runtime import resolve_device, seed_everything
-from evaluation.sweep import (PSNR_CAP_DB, SWEEP_NUM_POINTS, cap_psnr, plot_sweep, run_sweep, summarize,
-                              write_csv, write_json, write_sweep_page)
+from evaluation.sweep import (BASELINE_LABEL, PSNR_CAP_DB, SWEEP_NUM_POINTS, baseline_note, cap_psnr, plot_sweep,
+                              run_sweep, summarize, write_csv, write_json, write_sweep_page)
 
 
 class SweepOptions(TestOptions):
@@ -62,13 +62,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         check_writable(out_dir)  # now, not after a sweep of hours
         bar = tqdm(total=len(indices), desc="sweep", unit="img", dynamic_ncols=True, file=sys.stdout)
-        done, raw = run_sweep(model, loader, device, opt, generator, skip_log, progress=bar.update)
+        done, raw, raw_gray = run_sweep(model, loader, device, opt, generator, skip_log, progress=bar.update)
         bar.close()
         if not done:
             skip_log.report(out_dir)
             print(f"error: none of the {len(indices)} chosen images in {dataroot} could be read", file=sys.stderr)
             return 2
-        write_results(opt, dataset, dataroot, model, device, indices, done, raw, out_dir)
+        write_results(opt, dataset, dataroot, model, device, indices, done, raw, raw_gray, out_dir)
     except OSError as e:  # a read-only or full results folder: earlier files stay whole (atomic writes)
         print(f"error: cannot write the results in {out_dir}: {e}", file=sys.stderr)
         return 1
@@ -77,13 +77,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def write_results(opt, dataset, dataroot: str, model, device: torch.device, indices, done, raw: np.ndarray,
-                  out_dir: str) -> None:
+                  raw_gray: np.ndarray, out_dir: str) -> None:
     """sweep.csv, sweep.json, sweep.png and index.html in out_dir, and the printed summary.
-    raw: images x 26 PSNRs (dB, uncapped) of the dataset indices ``done``. Raises OSError."""
-    psnrs = cap_psnr(raw)
+    raw: images x 26 PSNRs (dB, uncapped) of the dataset indices ``done``; raw_gray: their
+    no-colour baseline's PSNRs (dB, uncapped). Raises OSError."""
+    psnrs, gray_psnrs = cap_psnr(raw), cap_psnr(raw_gray)
     capped = int((raw > PSNR_CAP_DB).sum())  # +inf included
     mean, se = summarize(psnrs)
-    write_csv(os.path.join(out_dir, "sweep.csv"), SWEEP_NUM_POINTS, mean, se)
+    gray = tuple(float(v[0]) for v in summarize(gray_psnrs[:, None]))
+    write_csv(os.path.join(out_dir, "sweep.csv"), SWEEP_NUM_POINTS, mean, se, baseline=gray)
     relpath = lambda i: os.path.relpath(dataset.samples[i][0], dataroot)  # noqa: E731
     evaluated = set(done)
     record = {
@@ -98,18 +100,21 @@ def write_results(opt, dataset, dataroot: str, model, device: torch.device, indi
         "paths": [relpath(i) for i in done],
         "skipped": [relpath(i) for i in indices if i not in evaluated],
         "psnr": psnrs.tolist(),
+        "gray_baseline": BASELINE_LABEL + ": the input's L with ab = 0, the same PSNR (capped as psnr)",
+        "gray_psnr_mean": gray[0], "gray_psnr_se": gray[1], "gray_psnr": gray_psnrs.tolist(),
     }
     write_json(os.path.join(out_dir, "sweep.json"), record)
     sizes = sorted(set(opt.sample_Ps))
     patch = f"{sizes[0]}x{sizes[0]}" if len(sizes) == 1 else "PxP, P in " + ",".join(map(str, sizes))
     plot_sweep([(opt.name, SWEEP_NUM_POINTS, mean, se)], os.path.join(out_dir, "sweep.png"),
                title=f"{opt.name} ({opt.which_epoch}): {len(done)} images at {opt.loadSize} px",
-               xlabel=f"Number of hints ({patch} patches)")
+               xlabel=f"Number of hints ({patch} patches)", baselines=[(BASELINE_LABEL, gray[0])])
     notes = [f"{len(done)} images from {dataroot} (seed {opt.seed}), {opt.loadSize} x {opt.loadSize}, "
              f"hint patches {patch}, mask_cent {opt.mask_cent}. Mean ± standard error; PSNR capped at "
-             f"{PSNR_CAP_DB:g} dB ({capped} value(s) capped)."]
+             f"{PSNR_CAP_DB:g} dB ({capped} value(s) capped).", baseline_note(opt.name, SWEEP_NUM_POINTS, mean, gray)]
     write_sweep_page(out_dir, f"Experiment = {opt.name}, Sweep, Epoch = {opt.which_epoch}", opt.name,
                      SWEEP_NUM_POINTS, mean, se, notes=notes)
+    print(f"{BASELINE_LABEL}: {gray[0]:.2f} dB")
     print("mean PSNR [dB] at " + ", ".join(f"{n}: {m:.2f}" for n, m in zip(SWEEP_NUM_POINTS, mean)))
     print(f"results in {out_dir}")
 

@@ -4,7 +4,10 @@ one HTML page (index.html, sweep.png, probes.png) with a section per evaluation.
 A model is a dict {"name", "metrics" (test.py's metrics.json), "sweep" ({"num_points", "mean",
 "se"} from test_sweep.py's sweep.csv), "probes" (train_linear_classifiers.py's results.json),
 "shape_bias" ({"results": test_shape_bias.py's shape_bias.json, "human": the human value or None}),
-"pages" ({label: path of an HTML page})}; a missing result is None and shown as such.
+"pages" ({label: path of an HTML page}), "gray" (the no-colour baseline's sweep PSNR (mean, se) in
+dB, from sweep.csv)}; a missing result is None and shown as such. The no-colour baseline (the
+photo left gray, ab = 0) is shown beside every model's scores: a row in each table, a dashed line
+in the sweep plot.
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from typing import Dict, List, Optional, Sequence
 import dominate
 from dominate.tags import a, h1, h2, h3, img, li, p, table, tbody, td, th, thead, tr, ul
 
+from evaluation.intrinsic import BASELINE_KEY
 from evaluation.shape_bias import HUMAN_FILE, REFERENCES, plot_shape_bias, read_human
-from evaluation.sweep import Curve, plot_sweep, read_csv
+from evaluation.sweep import BASELINE_LABEL, Curve, plot_sweep, read_csv, read_csv_baseline
 from models.probes import LAYERS
 from util.fileio import atomic_write_text
 from util.plots import plot_val_top1_by_layer
@@ -65,6 +69,7 @@ def gather(name: str, results_dir: str, which_epoch: str, probe_dir: Optional[st
         "sweep": read_sweep(os.path.join(sweep_dir, "sweep.csv")),
         "probes": read_json(os.path.join(probe_dir, "results.json")) if probe_dir else None,
         "shape_bias": read_shape_bias(os.path.join(results_dir, subdir or name, "shape_bias")),
+        "gray": read_sweep_gray(os.path.join(sweep_dir, "sweep.csv")),
         "pages": {label: path for label, path in (("test page", os.path.join(val_dir, "index.html")),
                                                   ("sweep page", os.path.join(sweep_dir, "index.html")))
                   if os.path.isfile(path)},
@@ -101,7 +106,7 @@ def draw_plots(models: List[dict], out_dir: str) -> Dict[str, Optional[str]]:
     curves = sweep_curves(models)
     if curves:
         names["sweep"] = "sweep.png"
-        plot_sweep(curves, os.path.join(out_dir, names["sweep"]), reference=True)
+        plot_sweep(curves, os.path.join(out_dir, names["sweep"]), reference=True, baselines=sweep_baselines(models))
     probe_results = {m["name"]: m["probes"] for m in models if m["probes"]}
     if probe_results:
         names["probes"] = "probes.png"
@@ -138,7 +143,7 @@ def sweep_section(models: List[dict], png: Optional[str]) -> None:
     _table(["hints"] + [c[0] for c in curves],
            [["Auto" if n == 0 else str(n)] + [f"{c[2][i]:.2f} ± {c[3][i]:.2f}" if i < len(c[2]) else "n/a"
                                               for c in curves]
-            for i, n in enumerate(curves[0][1])])
+            for i, n in enumerate(curves[0][1])] + [baseline_sweep_row(models)])
 
 
 def metrics_section(models: List[dict]) -> None:
@@ -157,6 +162,7 @@ def metrics_section(models: List[dict]) -> None:
         for m in with_metrics:
             setting = next((s for s in m["metrics"]["settings"] if s["sample_p"] == sample_p), {})
             rows.append([m["name"], str(setting.get("num_images", "n/a"))] + [fmt(setting.get(k)) for k in names])
+            rows.extend(baseline_metric_rows(m["name"], setting, names))
         _table(["model", "images"] + names, rows)
 
 
@@ -200,10 +206,7 @@ def write_report(models: List[dict], out_dir: str, which_epoch: str) -> str:
     return path
 
 
-# ----------------------------------------------------------------------------------------------
-# Shape bias (test_shape_bias.py; evaluation/shape_bias.py)
-# ----------------------------------------------------------------------------------------------
-
+# -- the shape bias (test_shape_bias.py; evaluation/shape_bias.py) ---------------------------------
 def read_shape_bias(folder: str) -> Optional[dict]:
     """{"results": <folder>/shape_bias.json, "human": the shape bias in <folder>/human_shape_bias.json
     (a fraction) or None}; None when there is no shape_bias.json (or it cannot be read)."""
@@ -255,3 +258,44 @@ def shape_bias_section(models: List[dict], png: Optional[str]) -> None:
     _table(["model", "stimuli (conflict)"] + [f"{layer} shape bias / val top-1 (%)" for layer in LAYERS],
            [[name, f"{r.get('num_stimuli')} ({r.get('num_conflict')})"] +
             [shape_bias_cell(r["layers"].get(layer)) for layer in LAYERS] for name, r in with_results])
+
+
+# -- the no-colour baseline (the photo left gray, ab = 0), beside every model's scores -------------
+def read_sweep_gray(path: str) -> Optional[tuple]:
+    """The no-colour baseline's sweep PSNR (mean, se) in dB from a sweep.csv; None if the file is
+    absent, unreadable (read_sweep warns about it) or older than the baseline."""
+    try:
+        return read_csv_baseline(path) if os.path.isfile(path) else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def baseline_label(name: str, models: List[dict]) -> str:
+    """BASELINE_LABEL, prefixed with the model's name when several models are shown."""
+    return BASELINE_LABEL if len(models) == 1 else f"{name}: {BASELINE_LABEL}"
+
+
+def sweep_baselines(models: List[dict]) -> List[tuple]:
+    """(label, dB) of each distinct no-colour baseline of the models with a sweep: one line when
+    they were swept on the same images (equal to 0.01 dB), else one per model, named."""
+    swept = [m for m in models if m["sweep"] and m.get("gray")]
+    values = {round(m["gray"][0], 2) for m in swept}
+    if len(values) == 1:
+        return [(BASELINE_LABEL, swept[0]["gray"][0])]
+    return [(baseline_label(m["name"], swept), m["gray"][0]) for m in swept]
+
+
+def baseline_sweep_row(models: List[dict]) -> List[str]:
+    """The sweep table's last row: the no-colour baseline (mean ± SE, dB) under each swept model's
+    column (it needs no hints, so one value per model)."""
+    swept = [m for m in models if m["sweep"]]
+    return [BASELINE_LABEL] + [f"{m['gray'][0]:.2f} ± {m['gray'][1]:.2f}" if m.get("gray") else "n/a" for m in swept]
+
+
+def baseline_metric_rows(name: str, setting: dict, names: Sequence[str]) -> List[List[str]]:
+    """The row of a test-metrics table under model ``name``'s: its no-colour baseline on the same
+    images (metrics.json's BASELINE_KEY entry of this setting); no row when the file has none."""
+    gray = setting.get(BASELINE_KEY)
+    if not gray:
+        return []
+    return [[f"{name}: {BASELINE_LABEL}", str(setting.get("num_images", "n/a"))] + [fmt(gray.get(k)) for k in names]]

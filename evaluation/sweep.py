@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from data.datasets import SkipLog
+from evaluation.intrinsic import BASELINE_LABEL
 from util.fileio import atomic_savefig, atomic_write_text
 from util.color import AB_NORM, L_CENT, L_NORM, lab_norm2rgb
 from util.hints import ColorizationBatch, cat_batches, get_colorization_data
@@ -33,6 +34,8 @@ from util.metrics import psnr_uint8
 REFERENCE_NPY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
                              "psnrs_siggraph.npy")
 REFERENCE_LABEL = "SIGGRAPH17 (reference)"
+#: sweep.csv's columns of the baseline, the same value on every row (it does not depend on the hints).
+BASELINE_CSV_HEADER = ("gray_psnr_mean", "gray_psnr_se")
 #: Where the 0-hint ("Auto") point is drawn on the log x axis.
 AUTO_X = 0.4
 #: PSNR values are clipped to at most this. Identical uint8 images (MSE 0) would give +inf; the
@@ -93,14 +96,17 @@ def load_reference(path: str = REFERENCE_NPY) -> Tuple[List[int], np.ndarray, np
     return list(SWEEP_NUM_POINTS), mean, se
 
 
-def write_csv(path: str, num_points: Sequence[int], mean: Sequence[float], se: Sequence[float]) -> None:
+def write_csv(path: str, num_points: Sequence[int], mean: Sequence[float], se: Sequence[float],
+              baseline: Optional[Tuple[float, float]] = None) -> None:
     """sweep.csv: header ``num_points,psnr_mean,psnr_se``, one row per level, dB to 6 decimals
-    (written atomically)."""
+    (written atomically). baseline: the no-colour baseline's (mean, se) in dB, added as the
+    columns BASELINE_CSV_HEADER, repeated on every row."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(CSV_HEADER + (BASELINE_CSV_HEADER if baseline else ()))
+    extra = tuple(f"{float(v):.6f}" for v in baseline) if baseline else ()
     for n, m, s in zip(num_points, mean, se):
-        writer.writerow((int(n), f"{float(m):.6f}", f"{float(s):.6f}"))
+        writer.writerow((int(n), f"{float(m):.6f}", f"{float(s):.6f}") + extra)
     atomic_write_text(path, text.getvalue())
 
 
@@ -110,6 +116,16 @@ def read_csv(path: str) -> Tuple[List[int], np.ndarray, np.ndarray]:
         rows = list(csv.DictReader(f))
     return ([int(r["num_points"]) for r in rows], np.array([float(r["psnr_mean"]) for r in rows]),
             np.array([float(r["psnr_se"]) for r in rows]))
+
+
+def read_csv_baseline(path: str) -> Optional[Tuple[float, float]]:
+    """The no-colour baseline's (mean, se) in dB from a sweep.csv; None when it has no such columns
+    (one written before the baseline existed, or the reference curve's)."""
+    with open(path, newline="") as f:
+        first = next(csv.DictReader(f), None)
+    if not first or any(first.get(key) in (None, "") for key in BASELINE_CSV_HEADER):
+        return None
+    return float(first[BASELINE_CSV_HEADER[0]]), float(first[BASELINE_CSV_HEADER[1]])
 
 
 def write_json(path: str, record: dict) -> None:
@@ -154,23 +170,36 @@ def batch_psnr(model, batch: ColorizationBatch) -> np.ndarray:
     which would also decode the 529-class distribution; the values equal test.py's
     psnr_uint8(to_uint8(visuals['real']), to_uint8(visuals['fake_reg'])). Returns N values.
     """
-    opt = model.opt
     _, ab_pred = model.call_guarded(lambda: model.run_generator(batch.A, batch.hint_B, batch.mask_B))
-    real = lab_norm2rgb(torch.cat((batch.A, batch.B), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
-    fake = lab_norm2rgb(torch.cat((batch.A, ab_pred.float()), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
+    return ab_psnr(batch.A, batch.B, ab_pred.float(), model.opt)
+
+
+def ab_psnr(A: Tensor, B: Tensor, ab: Tensor, opt) -> np.ndarray:
+    """PSNR (dB, uncapped) per image of lab2rgb(A, ab) against the ground truth lab2rgb(A, B), both
+    as uint8 by util.image.to_uint8 (test.py's metric). A: N x 1 x H x W, B and ab: N x 2 x H x W,
+    normalised by opt's l_cent, l_norm and ab_norm."""
+    real = lab_norm2rgb(torch.cat((A, B), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
+    fake = lab_norm2rgb(torch.cat((A, ab), dim=1), opt.l_cent, opt.l_norm, opt.ab_norm)
     return psnr_uint8(to_uint8(real), to_uint8(fake))
 
 
+def gray_psnr(A: Tensor, B: Tensor, opt) -> np.ndarray:
+    """The no-colour baseline: PSNR (dB, uncapped) per image of the input's L with ab = 0, by
+    ab_psnr (the model's metric). A: N x 1 x H x W, B: N x 2 x H x W, normalised."""
+    return ab_psnr(A, B, torch.zeros_like(B), opt)
+
+
 def run_sweep(model, loader: Iterable, device: torch.device, opt, generator: torch.Generator, skip_log: SkipLog,
-              progress: Callable[[int], object] = lambda n: None) -> Tuple[List[int], np.ndarray]:
+              progress: Callable[[int], object] = lambda n: None) -> Tuple[List[int], np.ndarray, np.ndarray]:
     """Sweep every image of ``loader`` (data.datasets.IndexedSubset batches collated by
     collate_skip_bad: uint8 images, dataset indices, unreadable files, which go to ``skip_log``).
 
     Hints for all images come from ``generator``, drawn image by image; opt: the model's Lab and
     hint options. progress(n) is called with the number of files read or skipped after each batch.
-    Returns (dataset indices evaluated, PSNR array images x 26 in dB, uncapped).
+    Returns (dataset indices evaluated, PSNR array images x 26 in dB, uncapped, and the no-colour
+    baseline's PSNR per image, gray_psnr, uncapped).
     """
-    done, rows = [], []
+    done, rows, gray = [], [], []
     for images, indices, bad_files in loader:
         progress(skip_log.add(bad_files))
         if images.shape[0] == 0:
@@ -180,19 +209,22 @@ def run_sweep(model, loader: Iterable, device: torch.device, opt, generator: tor
                                          mask_cent=opt.mask_cent, l_cent=opt.l_cent, l_norm=opt.l_norm,
                                          ab_norm=opt.ab_norm, generator=generator) for i in range(rgb.shape[0])])
         rows.append(batch_psnr(model, batch).reshape(rgb.shape[0], len(SWEEP_NUM_POINTS)))
+        first = slice(None, None, len(SWEEP_NUM_POINTS))  # one copy of each image: the baseline needs no hints
+        gray.append(gray_psnr(batch.A[first], batch.B[first], opt))
         done.extend(indices.tolist())
         progress(images.shape[0])
     psnrs = np.concatenate(rows) if rows else np.zeros((0, len(SWEEP_NUM_POINTS)))
-    return done, psnrs
+    return done, psnrs, np.concatenate(gray) if gray else np.zeros(0)
 
 
 # -- presentation ---------------------------------------------------------------------------------
 def plot_sweep(curves: Sequence[Curve], path: str, *, reference: bool = True, title: Optional[str] = None,
-               xlabel: str = "Number of hints") -> str:
+               xlabel: str = "Number of hints", baselines: Sequence[Tuple[str, float]] = ()) -> str:
     """Draw PSNR against the number of hints for several models and save it as an image.
 
     curves: (label, num_points, mean, se) per model, dB. reference: add the SIGGRAPH17 curve
-    (red). Each curve is its mean with markers and a shaded mean +- SE band; the x axis is
+    (red). baselines: (label, dB) per no-colour baseline, each a dashed horizontal line in the
+    legend. Each curve is its mean with markers and a shaded mean +- SE band; the x axis is
     logarithmic with the 0-hint point drawn at x = 0.4 and labelled 'Auto'. Returns ``path``.
     Uses matplotlib's object API (no pyplot state, no backend switch).
     """
@@ -208,6 +240,8 @@ def plot_sweep(curves: Sequence[Curve], path: str, *, reference: bool = True, ti
         mean, se = np.asarray(mean, dtype=np.float64), np.asarray(se, dtype=np.float64)
         ax.plot(x, mean, "-o", color=colour, markersize=3, linewidth=1.5, label=label)
         ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2, linewidth=0)
+    for i, (label, value) in enumerate(baselines):
+        ax.axhline(value, color="black", linestyle=("--", ":", "-.")[i % 3], linewidth=1.2, label=label)
     ticks = [AUTO_X, 1, 2, 5, 10, 20, 50, 100, 200, 500]
     ax.set_xscale("log")
     ax.set_xticks(ticks, ["Auto"] + [str(t) for t in ticks[1:]])
@@ -226,7 +260,8 @@ def plot_sweep(curves: Sequence[Curve], path: str, *, reference: bool = True, ti
 def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[int], mean: Sequence[float],
                      se: Sequence[float], notes: Sequence[str] = (), image: str = "sweep.png") -> str:
     """<folder>/index.html: the plot ``image`` (relative to folder) and a table of every level,
-    this model against the SIGGRAPH17 reference (mean +- SE, dB). Returns the page's path."""
+    this model against the SIGGRAPH17 reference (mean +- SE, dB); ``notes``: paragraphs above them
+    (see baseline_note). Returns the page's path."""
     import dominate
     from dominate.tags import a, h3, img, p, table, tbody, td, th, thead, tr
 
@@ -248,6 +283,16 @@ def write_sweep_page(folder: str, title: str, label: str, num_points: Sequence[i
     path = os.path.join(folder, "index.html")
     atomic_write_text(path, doc.render())
     return path
+
+
+def baseline_note(label: str, num_points: Sequence[int], mean: Sequence[float],
+                  baseline: Tuple[float, float]) -> str:
+    """The sweep page's sentence on the no-colour baseline: its mean +- SE (dB) and how far the
+    model's curve is above it with no hints and with the most hints."""
+    gray = baseline[0]
+    return (f"{BASELINE_LABEL}, the same images and metric: {gray:.2f} ± {baseline[1]:.2f} dB. "
+            f"{label} is {mean[0] - gray:+.2f} dB from it with no hints (Auto) and {mean[-1] - gray:+.2f} dB "
+            f"with {int(num_points[-1])} hints.")
 
 
 def level_cells(num_points: int, mean: float, se: float, reference: Optional[Tuple[float, float]]) -> List[str]:

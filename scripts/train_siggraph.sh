@@ -24,6 +24,8 @@
 #   START_PHASE        first phase to run, 1-4; a later start needs the previous phase's checkpoint (1)
 #   NITER_1..NITER_4   epochs per phase                        (100, 15, 10, 5)
 #   EXTRA_ARGS         more train.py flags for every phase, e.g. "--loadSize 64 --fineSize 48"
+#   EXTRA_ARGS_1..4    more train.py flags for one phase, after EXTRA_ARGS; a later flag wins, so they
+#                      can change the recipe's --sample_p or --lr, e.g. EXTRA_ARGS_3="--sample_p 0.03125"
 #   PYTHON             the interpreter                          (python)
 #   TRAIN_LAUNCHER     what runs train.py instead of PYTHON, e.g. "torchrun --standalone --nproc_per_node 8"
 #                      for data-parallel training on 8 GPUs (then --batch_size is per GPU; see README)
@@ -65,6 +67,7 @@ COMMON=(--checkpoints_dir "$CHECKPOINTS_DIR")
 [ -n "$GPU_IDS" ] && COMMON+=(--gpu_ids "$GPU_IDS")
 [ -n "$MAX_DATASET_SIZE" ] && COMMON+=(--max_dataset_size "$MAX_DATASET_SIZE")
 read -r -a EXTRA <<< "$EXTRA_ARGS"
+PHASE_EXTRA=("" "${EXTRA_ARGS_1:-}" "${EXTRA_ARGS_2:-}" "${EXTRA_ARGS_3:-}" "${EXTRA_ARGS_4:-}")
 if [ -n "$TRAIN_LAUNCHER" ]; then read -r -a LAUNCH <<< "$TRAIN_LAUNCHER"; else LAUNCH=("$PYTHON"); fi
 
 # Copy the previous phase's latest weights into the next phase's folder.
@@ -80,8 +83,11 @@ carry_forward() {
 
 run_phase() {
   local phase=$1; shift
+  local own
+  read -r -a own <<< "${PHASE_EXTRA[$phase]}"
   echo "==== phase $phase: ${NAMES[$phase]} ===="
-  "${LAUNCH[@]}" "$TRAIN_PY" --name "${NAMES[$phase]}" "${COMMON[@]}" --niter_decay 0 "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+  "${LAUNCH[@]}" "$TRAIN_PY" --name "${NAMES[$phase]}" "${COMMON[@]}" --niter_decay 0 "$@" ${EXTRA[@]+"${EXTRA[@]}"} \
+    ${own[@]+"${own[@]}"}
 }
 
 if [ "$START_PHASE" -le 1 ]; then

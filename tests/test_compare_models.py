@@ -7,6 +7,8 @@ import torch
 
 import compare_models
 import test_sweep
+from evaluation import report
+from evaluation.sweep import read_csv_baseline
 from models.networks import define_G
 from scripts import make_sample_dataset
 from tests.browser import assert_page_ok
@@ -50,7 +52,7 @@ def test_report(study, capsys):
         assert f'href="../results/{name}/sweep_latest/index.html"' in html
     # The sweep table has the 26 levels; the value of alpha at 0 hints is its sweep.csv's.
     first_row = (study / "results" / "alpha" / "sweep_latest" / "sweep.csv").read_text().splitlines()[1]
-    _n, mean, se = first_row.split(",")
+    _n, mean, se = first_row.split(",")[:3]  # then the no-colour baseline's columns
     assert "<td>Auto</td>" in html and f"{float(mean):.2f} ± {float(se):.2f}" in html
     assert html.count("<td>501</td>") == 1
     # The metric tables: one per hint setting, both models, the test.py metric names.
@@ -63,6 +65,37 @@ def test_report(study, capsys):
     assert "75.0 / 100.0" in html and "corrected" in html
     assert "note: beta" not in capsys.readouterr().err  # beta has metrics and a sweep
     assert_page_ok(out / "index.html", min_images=2)
+
+
+def test_report_shows_the_no_colour_baseline(study):
+    """A labelled row of the no-colour baseline (gray, ab = 0) under each model in every metric
+    table (metrics.json's values) and at the end of the sweep table (sweep.csv's); one dashed line
+    in the plot, as both models were swept on the same images."""
+    out = study / "report_baseline"
+    assert compare_models.main(["--names", "alpha", "beta", "--results_dir", str(study / "results"),
+                                "--out", str(out)]) == 0
+    html = (out / "index.html").read_text().replace("\n", "").replace(" ", "")
+    label = "nocolour(gray,ab=0)"
+    for name in ("alpha", "beta"):
+        metrics = json.loads((study / "results" / name / "val_latest" / "metrics.json").read_text())
+        for setting in metrics["settings"]:
+            gray = setting["gray_baseline"]
+            cells = [f"{gray[k]['mean']:.3f}±{gray[k]['se']:.3f}" for k in ("psnr", "ssim", "colorfulness")]
+            assert f"<td>{name}:{label}</td><td>2</td><td>{cells[0]}</td><td>{cells[1]}</td>" in html
+    gray = {name: read_csv_baseline(study / "results" / name / "sweep_latest" / "sweep.csv")
+            for name in ("alpha", "beta")}
+    assert gray["alpha"] == gray["beta"]  # the same images: the same baseline
+    row = "".join(f"<td>{g[0]:.2f}±{g[1]:.2f}</td>" for g in gray.values())
+    assert f"<td>{label}</td>{row}</tr>" in html
+    models = report_models(study)
+    assert report.sweep_baselines(models) == [("no colour (gray, ab = 0)", gray["alpha"][0])]
+    models[1]["gray"] = (gray["beta"][0] + 1.0, 0.0)  # swept on other images: one line per model, named
+    assert [label for label, _ in report.sweep_baselines(models)] == [
+        "alpha: no colour (gray, ab = 0)", "beta: no colour (gray, ab = 0)"]
+
+
+def report_models(study):
+    return [report.gather(name, str(study / "results"), "latest", None) for name in ("alpha", "beta")]
 
 
 def test_missing_results_are_noted_and_none_is_an_error(study, capsys):

@@ -46,16 +46,19 @@ def run_recipe(data_root, ckpt, **env):
 
 
 def test_train_siggraph_saturation_variant_phase_4_under_torchrun(data_root, tmp_path, random_generator):
-    """VARIANT=saturation START_PHASE=4 with a prefix, the phase launched by torchrun with 2 CPU processes."""
+    """VARIANT=saturation START_PHASE=4 with a prefix, the phase launched by torchrun with 2 CPU
+    processes; EXTRA_ARGS_4 overrides the recipe's hint density in phase 4 only."""
     ckpt = tmp_path / "ckpt"
     copy_checkpoint(random_generator, ckpt, "x_siggraph_reg_sat")
     proc = run_recipe(data_root, ckpt, VARIANT="saturation", START_PHASE="4", NAME_PREFIX="x_", OMP_NUM_THREADS="1",
-                      TRAIN_LAUNCHER=f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2")
+                      TRAIN_LAUNCHER=f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2",
+                      EXTRA_ARGS_3="--sample_p 0.5", EXTRA_ARGS_4="--sample_p 0.03125")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(os.listdir(ckpt)) == ["x_siggraph_reg2_sat", "x_siggraph_reg_sat"]
     assert proc.stdout.count("weights identical in all 2 processes") == 1  # the phase ran data-parallel
     opt = (ckpt / "x_siggraph_reg2_sat" / "opt.txt").read_text()
     assert "lambda_sat: 0.0001" in opt and "lr: 1e-06" in opt and "load_model: True" in opt
+    assert "sample_p: 0.03125" in opt  # EXTRA_ARGS_4 after the recipe's 0.125
     assert len(torch.load(ckpt / "x_siggraph_reg2_sat" / "latest_net_G.pth", weights_only=True)) == 107
 
 

@@ -15,12 +15,14 @@ from models.networks import define_G
 from models.pix2pix_model import Pix2PixModel
 from tests.browser import assert_page_ok
 from tests.helpers import copy_checkpoint
+from tests.oracles import gray_baseline_psnr
 from util.checkpoint import save_network
 from util.hints import ColorizationBatch
 from util.image import to_uint8
 from util.metrics import psnr_uint8
+from data.transforms import eval_transform
 from evaluation.sweep import (PSNR_CAP_DB, REFERENCE_NPY, batch_psnr, cap_psnr, load_reference,
-                        plot_sweep, read_csv, summarize, sweep_hints)
+                        plot_sweep, read_csv, read_csv_baseline, summarize, sweep_hints)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The paper's 26 hint counts: the sweep must use them (test_sweep_outputs reads them from its files).
@@ -147,7 +149,7 @@ def test_sweep_outputs(first_run):
     assert sorted(os.listdir(out_dir)) == ["index.html", "sweep.csv", "sweep.json", "sweep.png"]
     with open(out_dir / "sweep.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["num_points", "psnr_mean", "psnr_se"] and len(rows) == 27
+    assert rows[0] == ["num_points", "psnr_mean", "psnr_se", "gray_psnr_mean", "gray_psnr_se"] and len(rows) == 27
     assert [int(r[0]) for r in rows[1:]] == LEVELS
     record = json.loads((out_dir / "sweep.json").read_text())
     psnr = np.array(record["psnr"])
@@ -162,6 +164,28 @@ def test_sweep_outputs(first_run):
     np.testing.assert_allclose(mean, psnr.mean(0), atol=1e-6)
     with Image.open(out_dir / "sweep.png") as png:
         assert png.size[0] >= 400
+
+
+def test_sweep_gray_baseline_equals_skimage(setup, first_run):
+    """The no-colour baseline of every swept image (sweep.json) against skimage's float64 Lab ->
+    ab = 0 -> sRGB with the same uint8 truncation (tests/oracles.py) on the same 32 px images
+    (tolerance: see test_test_script's oracle test); sweep.csv repeats its mean and SE on every
+    row, the page states it."""
+    out_dir = first_run[0]
+    record = json.loads((out_dir / "sweep.json").read_text())
+    transform = eval_transform(32)
+    photos = [transform(Image.open(setup / "data" / "val" / path).convert("RGB")).permute(1, 2, 0).numpy()
+              for path in record["paths"]]
+    np.testing.assert_allclose(record["gray_psnr"], [gray_baseline_psnr(photo) for photo in photos], rtol=0, atol=0.05)
+    mean, se = summarize(np.array(record["gray_psnr"])[:, None])
+    assert (record["gray_psnr_mean"], record["gray_psnr_se"]) == pytest.approx((mean[0], se[0]), rel=1e-12)
+    with open(out_dir / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["gray_psnr_mean"], r["gray_psnr_se"]) for r in rows} == {(f"{mean[0]:.6f}", f"{se[0]:.6f}")}
+    assert read_csv_baseline(out_dir / "sweep.csv") == pytest.approx((mean[0], se[0]), abs=1e-6)
+    assert read_csv_baseline(os.path.join(REPO, "resources", "psnrs_siggraph.csv")) is None  # no such columns
+    assert f"no colour (gray, ab = 0), the same images and metric: {mean[0]:.2f} ± {se[0]:.2f} dB" in (
+        out_dir / "index.html").read_text()
 
 
 def test_sweep_leaves_the_checkpoint_folder_untouched(first_run):
@@ -245,6 +269,21 @@ def test_plot_several_models(tmp_path):
                        ("b", LEVELS[:5], [24, 25, 26, 27, 28], [0.2] * 5)], str(tmp_path / "many.png"), reference=False)
     with Image.open(path) as png:
         assert png.format == "PNG"
+
+
+def test_plot_draws_each_baseline_as_a_labelled_line(tmp_path, monkeypatch):
+    """Each no-colour baseline is a horizontal line in the legend beside the curves and the reference."""
+    from matplotlib.axes import Axes
+
+    legends = []
+    original = Axes.legend
+    monkeypatch.setattr(Axes, "legend", lambda ax, *a, **k: legends.append(
+        [(t, ln) for ln, t in zip(*ax.get_legend_handles_labels())]) or original(ax, *a, **k))
+    plot_sweep([("a", LEVELS, np.linspace(25, 32, 26), np.full(26, 0.1))], str(tmp_path / "b.png"),
+               baselines=[("no colour (gray, ab = 0)", 21.5)])
+    entries = dict(legends[0])
+    assert list(entries) == ["SIGGRAPH17 (reference)", "a", "no colour (gray, ab = 0)"]
+    assert set(entries["no colour (gray, ab = 0)"].get_ydata()) == {21.5}  # flat at the baseline
 
 
 @pytest.mark.parametrize("case", ["checkpoint", "dataroot"])

@@ -13,6 +13,7 @@ from evaluation import intrinsic
 from models.networks import define_G
 from tests.browser import assert_page_ok, page_width
 from tests.helpers import METRIC_KEYS, load_test_script
+from tests.oracles import gray_baseline_psnr
 from util import metrics
 from util.checkpoint import save_network
 
@@ -184,6 +185,7 @@ def test_identical_images_give_null_psnr(env, tmp_path, capsys):
     assert "Infinity" not in text and "NaN" not in text
     for setting in read_json(tmp_path / "res" / "zero" / "val_latest")["settings"]:
         assert setting["psnr"] == {"mean": None, "se": None}
+        assert setting["gray_baseline"]["psnr"] == {"mean": None, "se": None}  # black: gray == real
         assert setting["ssim"] == {"mean": 1.0, "se": 0.0} and setting["auc"] == {"mean": 1.0, "se": 0.0}
         assert setting["ciede2000"] == {"mean": 0.0, "se": 0.0}
         assert all(image["psnr"] is None for image in setting["images"])
@@ -229,3 +231,50 @@ def test_model_colour_and_page_options_are_used(env, tmp_path, monkeypatch, caps
     for kw in seen:
         assert (kw["mask_cent"], kw["ab_norm"], kw["l_norm"], kw["l_cent"], list(kw["sample_Ps"])) == (0, 100, 90, 45, [2, 3])
     assert "width:123px" in (web / "index.html").read_text()
+
+
+def generated_photos(folder, count=3, size=32, seed=0):
+    """``count`` smooth random colour images (size x size PNGs: 4 x 4 random colours, bicubic)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    photos = []
+    for i in range(count):
+        small = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+        photo = small.resize((size, size), Image.Resampling.BICUBIC)
+        photo.save(folder / f"{i}.png")
+        photos.append(np.asarray(photo))
+    return photos
+
+
+def test_gray_baseline_equals_skimage_on_generated_images(env, tmp_path, capsys):
+    """The no-colour baseline in metrics.json, per image and setting, against skimage's float64
+    Lab -> ab = 0 -> sRGB with the same truncation to uint8 (tests/oracles.py). The float32 and
+    float64 colour conversions differ by ~1e-6, which moves a truncated value by 1 level at a few
+    pixels: measured at most 0.019 dB (mean 0.006) over 15 such 32 x 32 images. Another gray (the
+    mean of R, G and B) is 0.78-1.2 dB off, another image or a colorized one more."""
+    photos = generated_photos(tmp_path / "photos")  # 32 px at --loadSize 32: no resizing
+    assert run(env, tmp_path / "res", dataroot=tmp_path / "photos") == 0
+    out = capsys.readouterr().out
+    web = tmp_path / "res" / "m" / "val_latest"
+    report = read_json(web)
+    assert report["baseline"]["key"] == "gray_baseline" and report["baseline"]["metrics"] == [
+        "psnr", "ssim", "colorfulness", "saturation", "auc", "ciede2000"]
+    expected = [gray_baseline_psnr(photo) for photo in photos]
+    for setting in report["settings"]:
+        images = setting["images"]
+        got = [image["gray_baseline"]["psnr"] for image in images]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=0.05)
+        mean, se = metrics.mean_and_se(got)
+        summary = setting["gray_baseline"]
+        assert summary["label"] == "no colour (gray, ab = 0)" and summary["psnr"] == {"mean": mean, "se": se}
+        assert summary["colorfulness"]["mean"] < 1 and summary["saturation"]["mean"] < 0.01  # (1 level at most)
+        for image in images:  # scored from the very PNGs the page shows
+            anchor = intrinsic.image_id(image["index"], setting["sample_p"])
+            real, gray = (np.asarray(Image.open(web / "images" / f"{anchor}_{label}.png"))
+                          for label in ("real", "gray"))
+            recomputed = intrinsic.baseline_metrics(real[None], gray[None])[0]
+            assert recomputed == pytest.approx(image["gray_baseline"], rel=1e-12, abs=1e-12)
+    assert f"no colour (gray, ab = 0): {metrics.mean_and_se(got)[0]:.2f}+/-" in out
+    html = (web / "index.html").read_text()
+    assert html.index("no colour (gray, ab = 0)") < html.index('id="00000000_1p000"')  # the summary comes first
+    assert f"{report['settings'][0]['gray_baseline']['psnr']['mean']:.3f}" in html
