@@ -134,3 +134,13 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+#: train.py flags (after tiny_train_args') of conftest's reference_run: 2 steps of a seeded random
+#: subset of 8 of the 12 sample images, hints at 1/8, losses logged after each step, no page.
+REFERENCE_FLAGS = ("--sample_p", "0.125", "--print_freq", "4", "--max_dataset_size", "8", "--no_html")
+
+
+def reference_train_args(data_root, ckpt, name, *extra):
+    """conftest's reference_run's train.py flags, written to <ckpt>/<name>, plus ``extra``."""
+    return tiny_train_args(data_root, ckpt, name, *REFERENCE_FLAGS, *extra)
