@@ -125,3 +125,17 @@ def http_server(tmp_path):
     yield "http://127.0.0.1:%d" % httpd.server_address[1], folder
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def reference_run(tiny_data, tmp_path_factory):
+    """Folder of one default train.py run (float32, eager, seed 0) of 2 steps on tiny_data:
+    tests.helpers.reference_train_args, name "ref" (latest_net_G.pth, loss_log.jsonl; read-only).
+    Tests that rerun it, with or without one flag changed, compare against it instead of training
+    it again (each train.py step of the 34 M-parameter generator costs seconds on 2 cores)."""
+    import train
+    from tests.helpers import reference_train_args
+
+    ckpt = tmp_path_factory.mktemp("reference_run")
+    assert train.main(reference_train_args(tiny_data, ckpt, "ref")) == 0
+    return ckpt / "ref"

@@ -159,3 +159,13 @@ def save_vivid_generator(path):
         net.model_out[0].weight.mul_(500.0)
     save_network(net, str(path))
     return path
+
+
+#: train.py flags (after tiny_train_args') of conftest's reference_run: 2 steps of a seeded random
+#: subset of 8 of the 12 sample images, hints at 1/8, losses logged after each step, no page.
+REFERENCE_FLAGS = ("--sample_p", "0.125", "--print_freq", "4", "--max_dataset_size", "8", "--no_html")
+
+
+def reference_train_args(data_root, ckpt, name, *extra):
+    """conftest's reference_run's train.py flags, written to <ckpt>/<name>, plus ``extra``."""
+    return tiny_train_args(data_root, ckpt, name, *REFERENCE_FLAGS, *extra)

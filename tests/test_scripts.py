@@ -78,7 +78,7 @@ def test_saturation_ab_script(data_root, tmp_path, random_generator):
         [sys.executable, "scripts/saturation_ab.py", "--dataroot", str(data_root / "train"),
          "--val", str(data_root / "val"), "--out", str(tmp_path), "--lr", "1e-4", "--init", str(random_generator),
          "--eval_sample_p", "1", "--",
-         *TINY.split(), "--niter", "2", "--max_dataset_size", "4", "--gpu_ids", "-1"],
+         *TINY.split(), "--niter", "1", "--max_dataset_size", "8", "--gpu_ids", "-1"],  # 2 steps, 1 epoch
         cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

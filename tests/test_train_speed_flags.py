@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import train
-from tests.helpers import tiny_train_args
+from tests.helpers import reference_train_args
 from util.perf import compile_unsupported_reason
 
 
@@ -15,14 +15,17 @@ def data_root(tiny_data):
     return tiny_data
 
 
-def run(data_root, tmp_path, name, *flags):
-    rc = train.main(tiny_train_args(data_root, tmp_path, name, "--sample_p", "0.125", "--print_freq", "4",
-                                    "--max_dataset_size", "8", "--no_html", *flags))
-    assert rc == 0
-    with open(tmp_path / name / "loss_log.jsonl") as f:
+def read_run(folder):
+    """(loss_log.jsonl's records, latest_net_G.pth's state_dict) of a run's folder."""
+    with open(folder / "loss_log.jsonl") as f:
         records = [json.loads(line) for line in f]
-    state = torch.load(tmp_path / name / "latest_net_G.pth", weights_only=True)
-    return records, state
+    return records, torch.load(folder / "latest_net_G.pth", weights_only=True)
+
+
+def run(data_root, tmp_path, name, *flags):
+    """conftest's reference_run with ``flags`` added: 2 steps of 8 images."""
+    assert train.main(reference_train_args(data_root, tmp_path, name, *flags)) == 0
+    return read_run(tmp_path / name)
 
 
 def check_standard(records, state, reference):
@@ -34,8 +37,9 @@ def check_standard(records, state, reference):
 
 
 @pytest.fixture(scope="module")
-def fp32(data_root, module_tmp):
-    return run(data_root, module_tmp, "fp32")
+def fp32(reference_run):
+    """The default float32 run of the same steps (shared with tests/test_train.py)."""
+    return read_run(reference_run)
 
 
 def test_amp_bfloat16_on_cpu(data_root, tmp_path, fp32):
