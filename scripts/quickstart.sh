@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quickstart: the whole 4-phase SIGGRAPH17 recipe, scaled down to run on a laptop CPU in about three
+# Quickstart: the whole 4-phase SIGGRAPH17 recipe, scaled down to run on a laptop CPU in under three
 # minutes, on a small dataset cut from the colour photos that scikit-image ships (no download).
 #
 #   bash scripts/quickstart.sh
@@ -14,7 +14,7 @@
 # 100/15/10/5 ImageNet epochs. The losses and the phase order are the paper's; two settings of
 # phases 3-4 are not, because the paper's assume ImageNet scale (docs/training.md, "The quickstart"):
 #   * hints: --sample_p 1/32 (about 31 hints per crop) instead of 1/8 (about 7). Over millions of
-#     images the paper's model meets enough dense hint sets to learn to follow them; in 120
+#     images the paper's model meets enough dense hint sets to learn to follow them; in 100
 #     steps, a model trained at 1/8 learns the sparse case only and ignores dense hints (its
 #     PSNR falls past ~80 hints), so the sweep would not show what the method does.
 #   * learning rates x10: 1e-4 and 1e-5 instead of 1e-5 and 1e-6: the paper's are sized for
