@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from evaluation.intrinsic import BASELINE_KEY, BASELINE_LABEL  # noqa: E402
 from evaluation.sweep import read_csv, read_csv_baseline  # noqa: E402
+from options import flags  # noqa: E402
 from util.fileio import atomic_write_text  # noqa: E402
 
 #: The phase folders of scripts/train_siggraph.sh, in training order; the last is the final model.
@@ -136,7 +137,7 @@ def write_page(checkpoints_dir: str, results_dir: str, photo: str, colorized: st
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoints_dir", required=True, help="the phase folders (train_siggraph.sh's)")
+    flags.add_flags(parser, "checkpoints_dir")  # the folder of the phase folders (train_siggraph.sh's)
     parser.add_argument("--results_dir", required=True, help="where the evaluations wrote; the page goes here")
     parser.add_argument("--photo", required=True, help="the photo given to colorize.py")
     parser.add_argument("--colorized", required=True, help="colorize.py's output")
