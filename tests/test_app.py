@@ -3,7 +3,7 @@
 One uvicorn server for the module (a background thread, port 0) over a seeded generator whose
 output layer is scaled up (as in test_colorize.py) so that hints visibly change the result; tiny
 images, network size 32 (preview 16). The page flow is one browser session. With APP_SCREENSHOT
-set to a path, the page test also writes its screenshot there (docs/images/app.png was made so).
+set to a path, the page test also writes its screenshot there.
 """
 import base64
 import io
