@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import os
 import statistics
 import sys
 import threading
@@ -26,10 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import benchmark_parser, device_info, emit, significant
-from inference.colorize import Colorizer
-from models.networks import define_G
-from webapp.server import Editor, Limits, bind, create_app, make_server, png_bytes
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import benchmark_parser, device_info, emit, significant  # noqa: E402
+from inference.colorize import Colorizer  # noqa: E402
+from models.networks import define_G  # noqa: E402
+from webapp.server import Editor, Limits, bind, create_app, make_server, png_bytes  # noqa: E402
 
 CONFIGS = {"fp32": {}, "amp_cl": {"amp": True, "channels_last": True}}
 
